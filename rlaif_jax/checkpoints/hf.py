@@ -1,0 +1,127 @@
+"""HF-format checkpoints: safetensors state dicts to our stacked parameter tree and back (host numpy, no torch)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import safetensors.numpy
+from safetensors import safe_open
+
+from rlaif_jax.models.config import ModelConfig
+
+_LAYER = "model.layers.{i}."
+
+
+def read_safetensors(directory: str) -> dict[str, np.ndarray]:
+    """All tensors of the `*.safetensors` files in `directory` (sharded checkpoints included), as numpy arrays."""
+    index_path = os.path.join(directory, "model.safetensors.index.json")
+    if os.path.exists(index_path):
+        with open(index_path) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+        paths = [os.path.join(directory, name) for name in files]
+    else:
+        paths = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
+        paths = [p for p in paths if os.path.basename(p) != "scalar_head.safetensors"]
+    if not paths:
+        raise FileNotFoundError(f"no *.safetensors weights in {directory}")
+    state = {}
+    for path in paths:
+        with safe_open(path, framework="numpy") as f:
+            for key in f.keys():
+                state[key] = f.get_tensor(key)
+    return state
+
+
+def _take(state: Mapping[str, np.ndarray], key: str, source: str) -> np.ndarray:
+    if key not in state:
+        raise KeyError(f"{source} has no tensor {key!r} (a Llama-family checkpoint needs it)")
+    return np.asarray(state[key])
+
+
+def params_from_hf_state_dict(
+    state: Mapping[str, np.ndarray], config: ModelConfig, *, source: str = "checkpoint"
+) -> dict[str, Any]:
+    """Maps an HF Llama/Qwen2 state dict (torch layout, `[out, in]`) onto our parameter tree.
+
+    Per-layer tensors are stacked on a leading `[layers]` axis for the scanned decoder. Arrays stay on the host.
+    """
+    d, h, kvh, hd = config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim
+
+    def layer_stack(suffix: str, convert) -> np.ndarray:
+        return np.stack(
+            [convert(_take(state, _LAYER.format(i=i) + suffix, source)) for i in range(config.num_layers)]
+        )
+
+    attention = {
+        "q_proj": layer_stack("self_attn.q_proj.weight", lambda w: w.T.reshape(d, h, hd)),
+        "k_proj": layer_stack("self_attn.k_proj.weight", lambda w: w.T.reshape(d, kvh, hd)),
+        "v_proj": layer_stack("self_attn.v_proj.weight", lambda w: w.T.reshape(d, kvh, hd)),
+        "o_proj": layer_stack("self_attn.o_proj.weight", lambda w: w.T.reshape(h, hd, d)),
+    }
+    if config.attention_bias:
+        attention["q_bias"] = layer_stack("self_attn.q_proj.bias", lambda b: b.reshape(h, hd))
+        attention["k_bias"] = layer_stack("self_attn.k_proj.bias", lambda b: b.reshape(kvh, hd))
+        attention["v_bias"] = layer_stack("self_attn.v_proj.bias", lambda b: b.reshape(kvh, hd))
+    params = {
+        "embedding": _take(state, "model.embed_tokens.weight", source),
+        "layers": {
+            "attention": attention,
+            "mlp": {
+                "gate_proj": layer_stack("mlp.gate_proj.weight", np.transpose),
+                "up_proj": layer_stack("mlp.up_proj.weight", np.transpose),
+                "down_proj": layer_stack("mlp.down_proj.weight", np.transpose),
+            },
+            "input_norm": {"scale": layer_stack("input_layernorm.weight", lambda w: w)},
+            "post_attention_norm": {"scale": layer_stack("post_attention_layernorm.weight", lambda w: w)},
+        },
+        "final_norm": {"scale": _take(state, "model.norm.weight", source)},
+    }
+    if not config.tie_word_embeddings:
+        params["lm_head"] = _take(state, "lm_head.weight", source).T
+    if params["embedding"].shape != (config.vocab_size, d):
+        raise ValueError(
+            f"{source}: model.embed_tokens.weight has shape {params['embedding'].shape}, "
+            f"config says {(config.vocab_size, d)}"
+        )
+    return params
+
+
+def hf_state_dict_from_params(params: Mapping[str, Any], config: ModelConfig) -> dict[str, np.ndarray]:
+    """Inverse of `params_from_hf_state_dict`: our tree (any device placement) to an HF state dict of numpy arrays."""
+    d, h, kvh, hd = config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim
+    host = lambda x: np.ascontiguousarray(np.asarray(x))  # noqa: E731
+    layers = params["layers"]
+    state = {"model.embed_tokens.weight": host(params["embedding"]), "model.norm.weight": host(params["final_norm"]["scale"])}
+    if not config.tie_word_embeddings:
+        state["lm_head.weight"] = host(np.asarray(params["lm_head"]).T)
+    per_layer = {
+        "self_attn.q_proj.weight": (layers["attention"]["q_proj"], lambda w: w.reshape(d, h * hd).T),
+        "self_attn.k_proj.weight": (layers["attention"]["k_proj"], lambda w: w.reshape(d, kvh * hd).T),
+        "self_attn.v_proj.weight": (layers["attention"]["v_proj"], lambda w: w.reshape(d, kvh * hd).T),
+        "self_attn.o_proj.weight": (layers["attention"]["o_proj"], lambda w: w.reshape(h * hd, d).T),
+        "mlp.gate_proj.weight": (layers["mlp"]["gate_proj"], np.transpose),
+        "mlp.up_proj.weight": (layers["mlp"]["up_proj"], np.transpose),
+        "mlp.down_proj.weight": (layers["mlp"]["down_proj"], np.transpose),
+        "input_layernorm.weight": (layers["input_norm"]["scale"], lambda w: w),
+        "post_attention_layernorm.weight": (layers["post_attention_norm"]["scale"], lambda w: w),
+    }
+    if config.attention_bias:
+        for name in ("q", "k", "v"):
+            per_layer[f"self_attn.{name}_proj.bias"] = (layers["attention"][f"{name}_bias"], lambda b: b.reshape(-1))
+    for suffix, (stacked, convert) in per_layer.items():
+        stacked = np.asarray(stacked)
+        for i in range(config.num_layers):
+            state[_LAYER.format(i=i) + suffix] = host(convert(stacked[i]))
+    return state
+
+
+def write_safetensors(state: Mapping[str, np.ndarray], path: str) -> None:
+    """Writes `state` to `path` atomically (temp file, then rename), with the metadata transformers expects."""
+    tmp = path + ".tmp"
+    safetensors.numpy.save_file(dict(state), tmp, metadata={"format": "pt"})
+    os.replace(tmp, path)

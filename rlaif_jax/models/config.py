@@ -1,0 +1,170 @@
+"""The architecture description of a Llama-family decoder, and its translation to and from HF `config.json`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+REMAT_POLICIES = ("none", "full", "dots")
+
+
+def parse_dtype(name: str, *, key: str = "dtype") -> Any:
+    """Returns the jnp dtype for `name` ('float32', 'bfloat16', 'float16'); a clear error names `key` otherwise."""
+    if not isinstance(name, str) or name not in DTYPES:
+        raise ValueError(f"{key}={name!r} is not a dtype we support; expected one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyperparameters of one decoder-only transformer (Llama, SmolLM, Qwen2 layouts).
+
+    Frozen and hashable, so a module built from it can be a static argument of `jax.jit`.
+    """
+
+    vocab_size: int = 256
+    hidden_size: int = 32  # d_model
+    intermediate_size: int = 64  # SwiGLU hidden width
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2  # < num_heads gives GQA, 1 gives MQA
+    head_dim: int = 8
+    rope_theta: float = 10000.0
+    # Llama-3 RoPE scaling as (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings); None = plain RoPE.
+    rope_llama3_scaling: tuple[float, float, float, int] | None = None
+    rms_norm_eps: float = 1e-5
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = True
+    attention_bias: bool = False  # q/k/v projection biases, as in Qwen2
+    model_type: str = "llama"
+    bos_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = ()
+    pad_token_id: int | None = None
+    dtype: str = "float32"  # activations; matmuls always accumulate in float32
+    param_dtype: str = "float32"
+    remat: str = "none"  # 'none', 'full' (recompute each layer) or 'dots' (keep matmul outputs)
+    scalar_head: bool = False  # adds a [hidden] -> 1 head for values / rewards
+
+    def __post_init__(self):
+        parse_dtype(self.dtype, key="dtype")
+        parse_dtype(self.param_dtype, key="param_dtype")
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"remat={self.remat!r}; expected one of {REMAT_POLICIES}")
+        if self.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(f"unknown architecture {self.model_type!r}; supported: {SUPPORTED_MODEL_TYPES}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
+
+    def replace(self, **changes) -> ModelConfig:
+        """Returns a copy with `changes` applied."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def num_params(self) -> int:
+        """Parameter count, embeddings included (an untied LM head counted once more)."""
+        attention = self.hidden_size * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
+        if self.attention_bias:
+            attention += self.head_dim * (self.num_heads + 2 * self.num_kv_heads)
+        mlp = 3 * self.hidden_size * self.intermediate_size
+        per_layer = attention + mlp + 2 * self.hidden_size
+        embeddings = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+        return self.num_layers * per_layer + embeddings + self.hidden_size
+
+
+def _rope_settings(hf: dict[str, Any]) -> tuple[float, tuple | None]:
+    """Reads rope theta and Llama-3 scaling from either the transformers<5 or >=5 spelling."""
+    rope = dict(hf.get("rope_parameters") or {})
+    scaling = hf.get("rope_scaling") or {}
+    rope = {**scaling, **rope}
+    theta = float(rope.get("rope_theta", hf.get("rope_theta", 10000.0)))
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type in (None, "default"):
+        return theta, None
+    if rope_type == "llama3":
+        return theta, (
+            float(rope["factor"]),
+            float(rope["low_freq_factor"]),
+            float(rope["high_freq_factor"]),
+            int(rope["original_max_position_embeddings"]),
+        )
+    raise ValueError(f"rope type {rope_type!r} is not supported; expected 'default' or 'llama3'")
+
+
+def from_hf_dict(hf: dict[str, Any], **overrides) -> ModelConfig:
+    """Builds a ModelConfig from the dict of an HF `config.json`; `overrides` set dtype, remat and the like."""
+    model_type = hf.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"unknown architecture {model_type!r} (config.json model_type, architectures="
+            f"{hf.get('architectures')}); supported: {SUPPORTED_MODEL_TYPES}"
+        )
+    theta, llama3 = _rope_settings(hf)
+    eos = hf.get("eos_token_id")
+    eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (int(eos),))
+    num_heads = int(hf["num_attention_heads"])
+    values = dict(
+        vocab_size=int(hf["vocab_size"]),
+        hidden_size=int(hf["hidden_size"]),
+        intermediate_size=int(hf["intermediate_size"]),
+        num_layers=int(hf["num_hidden_layers"]),
+        num_heads=num_heads,
+        num_kv_heads=int(hf.get("num_key_value_heads") or num_heads),
+        head_dim=int(hf.get("head_dim") or hf["hidden_size"] // num_heads),
+        rope_theta=theta,
+        rope_llama3_scaling=llama3,
+        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        max_position_embeddings=int(hf.get("max_position_embeddings", 2048)),
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),  # HF default
+        attention_bias=bool(hf.get("attention_bias", model_type == "qwen2")),
+        model_type=model_type,
+        bos_token_id=hf.get("bos_token_id"),
+        eos_token_ids=eos_ids,
+        pad_token_id=hf.get("pad_token_id"),
+    )
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+def to_hf_dict(config: ModelConfig) -> dict[str, Any]:
+    """The HF `config.json` dict that `transformers.AutoConfig` reads back as the same architecture."""
+    architectures = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+    rope: dict[str, Any] = {"rope_theta": config.rope_theta, "rope_type": "default"}
+    if config.rope_llama3_scaling is not None:
+        factor, low, high, original = config.rope_llama3_scaling
+        rope.update(
+            rope_type="llama3",
+            factor=factor,
+            low_freq_factor=low,
+            high_freq_factor=high,
+            original_max_position_embeddings=original,
+        )
+    hf = {
+        "architectures": [architectures[config.model_type]],
+        "model_type": config.model_type,
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "num_key_value_heads": config.num_kv_heads,
+        "head_dim": config.head_dim,
+        "hidden_act": "silu",
+        "rms_norm_eps": config.rms_norm_eps,
+        "max_position_embeddings": config.max_position_embeddings,
+        "tie_word_embeddings": config.tie_word_embeddings,
+        "rope_theta": config.rope_theta,
+        "rope_parameters": rope,
+        "rope_scaling": None if config.rope_llama3_scaling is None else rope,
+        "torch_dtype": config.param_dtype,
+        "bos_token_id": config.bos_token_id,
+        "eos_token_id": list(config.eos_token_ids) if len(config.eos_token_ids) > 1 else
+        (config.eos_token_ids[0] if config.eos_token_ids else None),
+        "pad_token_id": config.pad_token_id,
+    }
+    if config.model_type == "llama":
+        hf.update(attention_bias=config.attention_bias, mlp_bias=False)
+    return hf

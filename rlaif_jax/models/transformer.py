@@ -1,0 +1,292 @@
+"""A Llama-family decoder in Flax linen: RMSNorm, RoPE, GQA attention over an explicit KV cache, SwiGLU.
+
+Layers are one `nn.scan` over a stacked parameter tree (leading `layers` axis), so compile time does not grow with
+depth. Every parameter carries logical axis names; `rlaif_jax.sharding` maps them onto a mesh. Matmuls accumulate
+in float32 (`preferred_element_type`) whatever the parameter dtype, and logits come out in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlaif_jax.models.config import ModelConfig, parse_dtype
+from rlaif_jax.models.heads import ScalarHead
+
+Cache = dict[str, jax.Array]
+
+_KERNEL_INIT = nn.initializers.normal(stddev=0.02)  # HF's initializer_range default
+
+
+def _matmul(spec: str, x: jax.Array, kernel: jax.Array, dtype: Any) -> jax.Array:
+    """einsum in `dtype` with float32 accumulation, cast back to `dtype`."""
+    return jnp.einsum(spec, x, kernel.astype(dtype), preferred_element_type=jnp.float32).astype(dtype)
+
+
+def rope_inverse_frequencies(head_dim: int, theta: float, llama3_scaling: tuple | None = None) -> np.ndarray:
+    """RoPE inverse frequencies `[head_dim // 2]` (float32), with the Llama-3 frequency-dependent scaling if given.
+
+    Llama 3 (Meta 2024): wavelengths longer than `original / low_freq_factor` are slowed by `factor`, shorter than
+    `original / high_freq_factor` are kept, and the band between is interpolated smoothly.
+    """
+    exponents = np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / head_dim
+    inv_freq = (1.0 / (np.float32(theta) ** exponents)).astype(np.float32)
+    if llama3_scaling is None:
+        return inv_freq
+    factor, low_freq_factor, high_freq_factor, original = llama3_scaling
+    wavelength = 2 * np.pi / inv_freq
+    low_freq_wavelength = original / low_freq_factor
+    high_freq_wavelength = original / high_freq_factor
+    scaled = np.where(wavelength > low_freq_wavelength, inv_freq / factor, inv_freq)
+    smooth = (original / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    is_medium = (wavelength >= high_freq_wavelength) & (wavelength <= low_freq_wavelength)
+    return np.where(is_medium, smoothed, scaled).astype(np.float32)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.Array:
+    """Rotates `x [batch, seq, heads, head_dim]` by `positions [batch, seq]` (HF's rotate-half convention)."""
+    freqs = positions[..., None].astype(jnp.float32) * jnp.asarray(inv_freq)  # [batch, seq, head_dim // 2]
+    angles = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]
+    cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
+    first, second = jnp.split(x, 2, axis=-1)
+    return x * cos + jnp.concatenate([-second, first], axis=-1) * sin
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm computed in float32; `[..., hidden] -> [..., hidden]`."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = parse_dtype(self.config.dtype)
+        scale = self.param(
+            "scale",
+            nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+            (self.config.hidden_size,),
+            parse_dtype(self.config.param_dtype),
+        )
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.config.rms_norm_eps)
+        return scale.astype(dtype) * normed.astype(dtype)
+
+
+class Attention(nn.Module):
+    """Grouped-query self-attention with RoPE, reading and writing one layer of a stacked KV cache."""
+
+    config: ModelConfig
+
+    def _projection(self, name: str, shape: tuple, axes: tuple) -> jax.Array:
+        return self.param(
+            name, nn.with_logical_partitioning(_KERNEL_INIT, axes), shape, parse_dtype(self.config.param_dtype)
+        )
+
+    def _bias(self, name: str, shape: tuple, axes: tuple) -> jax.Array:
+        return self.param(
+            name,
+            nn.with_logical_partitioning(nn.initializers.zeros, axes),
+            shape,
+            parse_dtype(self.config.param_dtype),
+        )
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        mask_bias: jax.Array,
+        cache_k: jax.Array | None,
+        cache_v: jax.Array | None,
+        layer: jax.Array,
+        cache_index: jax.Array,
+    ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+        """x: [batch, seq, hidden]; mask_bias: [batch, 1, 1, seq, keys] additive (0 or -inf-like);
+        cache_k/v: [layers, batch, cache_len, kv_heads, head_dim] or None. Returns (out, cache_k, cache_v)."""
+        cfg = self.config
+        dtype = parse_dtype(cfg.dtype)
+        d, h, kvh, hd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        q = _matmul("bsd,dhk->bshk", x, self._projection("q_proj", (d, h, hd), ("embed", "q_heads", "head_dim")), dtype)
+        k = _matmul("bsd,dhk->bshk", x, self._projection("k_proj", (d, kvh, hd), ("embed", "kv_heads", "head_dim")), dtype)
+        v = _matmul("bsd,dhk->bshk", x, self._projection("v_proj", (d, kvh, hd), ("embed", "kv_heads", "head_dim")), dtype)
+        if cfg.attention_bias:
+            q = q + self._bias("q_bias", (h, hd), ("q_heads", "head_dim")).astype(dtype)
+            k = k + self._bias("k_bias", (kvh, hd), ("kv_heads", "head_dim")).astype(dtype)
+            v = v + self._bias("v_bias", (kvh, hd), ("kv_heads", "head_dim")).astype(dtype)
+        inv_freq = rope_inverse_frequencies(hd, cfg.rope_theta, cfg.rope_llama3_scaling)
+        q = apply_rope(q, positions, inv_freq)
+        k = apply_rope(k, positions, inv_freq)
+        q = nn.with_logical_constraint(q, ("activation_batch", "activation_length", "activation_heads", None))
+
+        if cache_k is not None:
+            # Write only the new keys into the stacked cache (in place inside the decode loop), then read this layer.
+            start = (layer, 0, cache_index, 0, 0)
+            cache_k = jax.lax.dynamic_update_slice(cache_k, k[None].astype(cache_k.dtype), start)
+            cache_v = jax.lax.dynamic_update_slice(cache_v, v[None].astype(cache_v.dtype), start)
+            k = jax.lax.dynamic_index_in_dim(cache_k, layer, axis=0, keepdims=False).astype(dtype)
+            v = jax.lax.dynamic_index_in_dim(cache_v, layer, axis=0, keepdims=False).astype(dtype)
+
+        batch, seq = x.shape[:2]
+        q = q.reshape(batch, seq, kvh, h // kvh, hd)
+        scores = jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32) * (hd**-0.5)
+        probs = jax.nn.softmax(scores + mask_bias, axis=-1)
+        out = jnp.einsum("bkgst,btkd->bskgd", probs.astype(dtype), v, preferred_element_type=jnp.float32)
+        out = out.reshape(batch, seq, h, hd).astype(dtype)
+        wo = self._projection("o_proj", (h, hd, d), ("q_heads", "head_dim", "embed"))
+        return _matmul("bshk,hkd->bsd", out, wo, dtype), cache_k, cache_v
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x)); `[batch, seq, hidden] -> [batch, seq, hidden]`."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cfg = self.config
+        dtype, param_dtype = parse_dtype(cfg.dtype), parse_dtype(cfg.param_dtype)
+        d, f = cfg.hidden_size, cfg.intermediate_size
+
+        def kernel(name, shape, axes):
+            return self.param(name, nn.with_logical_partitioning(_KERNEL_INIT, axes), shape, param_dtype)
+
+        gate = _matmul("bsd,df->bsf", x, kernel("gate_proj", (d, f), ("embed", "mlp")), dtype)
+        up = _matmul("bsd,df->bsf", x, kernel("up_proj", (d, f), ("embed", "mlp")), dtype)
+        hidden = nn.with_logical_constraint(
+            jax.nn.silu(gate) * up, ("activation_batch", "activation_length", "activation_mlp")
+        )
+        return _matmul("bsf,fd->bsd", hidden, kernel("down_proj", (f, d), ("mlp", "embed")), dtype)
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm residual block; a scan body whose carry is (hidden, cache_k, cache_v, layer index)."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, carry, positions, mask_bias, cache_index):
+        x, cache_k, cache_v, layer = carry
+        attention_out, cache_k, cache_v = Attention(self.config, name="attention")(
+            RMSNorm(self.config, name="input_norm")(x), positions, mask_bias, cache_k, cache_v, layer, cache_index
+        )
+        x = x + attention_out
+        x = x + MLP(self.config, name="mlp")(RMSNorm(self.config, name="post_attention_norm")(x))
+        x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
+        return (x, cache_k, cache_v, layer + 1), None
+
+
+_REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+class Transformer(nn.Module):
+    """Decoder-only LM with an optional scalar (value / reward) head.
+
+    `apply({"params": p}, tokens)` with int32 `tokens [batch, seq]` returns float32 `logits [batch, seq, vocab]`.
+    Other entry points (via `apply(..., method=...)`): `forward_with_cache`, `hidden_states`, `scalar`.
+    """
+
+    config: ModelConfig
+
+    def setup(self):
+        cfg = self.config
+        param_dtype = parse_dtype(cfg.param_dtype)
+        self.embedding = self.param(
+            "embedding",
+            nn.with_logical_partitioning(_KERNEL_INIT, ("vocab", "embed")),
+            (cfg.vocab_size, cfg.hidden_size),
+            param_dtype,
+        )
+        block = DecoderBlock
+        if cfg.remat != "none":
+            block = nn.remat(block, prevent_cse=False, policy=_REMAT_POLICIES[cfg.remat])
+        self.layers = nn.scan(
+            block,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+            length=cfg.num_layers,
+            metadata_params={nn.PARTITION_NAME: "layers"},
+        )(cfg, name="layers")
+        self.final_norm = RMSNorm(cfg)
+        if not cfg.tie_word_embeddings:
+            self.lm_head = self.param(
+                "lm_head",
+                nn.with_logical_partitioning(_KERNEL_INIT, ("embed", "vocab")),
+                (cfg.hidden_size, cfg.vocab_size),
+                param_dtype,
+            )
+        if cfg.scalar_head:
+            self.scalar_head = ScalarHead(param_dtype=param_dtype)
+
+    def _backbone(self, tokens, positions, attention_mask, cache):
+        """Final-normed hidden states `[batch, seq, hidden]` and the updated cache (or None)."""
+        cfg = self.config
+        dtype = parse_dtype(cfg.dtype)
+        tokens = jnp.asarray(tokens)
+        if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise ValueError(f"tokens must be an integer array [batch, seq]; got {tokens.dtype}{list(tokens.shape)}")
+        batch, seq = tokens.shape
+        new_valid = jnp.ones((batch, seq), bool) if attention_mask is None else jnp.asarray(attention_mask, bool)
+        if cache is None:
+            cache_index = jnp.zeros((), jnp.int32)
+            key_valid, num_keys, previous_valid = new_valid, seq, 0
+            cache_k = cache_v = None
+        else:
+            cache_index = cache["index"]
+            key_valid = jax.lax.dynamic_update_slice(cache["valid"], new_valid, (0, cache_index))
+            num_keys = cache["valid"].shape[1]
+            previous_valid = jnp.sum(cache["valid"], axis=1, keepdims=True)
+            cache_k, cache_v = cache["k"], cache["v"]
+        if positions is None:
+            positions = previous_valid + jnp.maximum(jnp.cumsum(new_valid, axis=1) - 1, 0)
+        query_slots = cache_index + jnp.arange(seq)
+        allowed = (jnp.arange(num_keys)[None, :] <= query_slots[:, None])[None] & key_valid[:, None, :]
+        mask_bias = jnp.where(allowed, 0.0, jnp.finfo(jnp.float32).min)[:, None, None, :, :]
+
+        x = jnp.take(self.embedding, tokens, axis=0).astype(dtype)
+        x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
+        carry = (x, cache_k, cache_v, jnp.zeros((), jnp.int32))
+        (x, cache_k, cache_v, _), _ = self.layers(carry, positions, mask_bias, cache_index)
+        hidden = self.final_norm(x)
+        if cache is None:
+            return hidden, None
+        return hidden, {"k": cache_k, "v": cache_v, "valid": key_valid, "index": cache_index + seq}
+
+    def _logits(self, hidden: jax.Array) -> jax.Array:
+        dtype = parse_dtype(self.config.dtype)
+        if self.config.tie_word_embeddings:
+            logits = jnp.einsum("bsd,vd->bsv", hidden, self.embedding.astype(dtype), preferred_element_type=jnp.float32)
+        else:
+            logits = jnp.einsum("bsd,dv->bsv", hidden, self.lm_head.astype(dtype), preferred_element_type=jnp.float32)
+        return nn.with_logical_constraint(logits, ("activation_batch", "activation_length", "activation_vocab"))
+
+    def __call__(self, tokens, positions=None, attention_mask=None) -> jax.Array:
+        """tokens: int [batch, seq]; positions: int [batch, seq] (default from the mask); attention_mask: [batch, seq]
+        (1 = real token, 0 = padding). Returns float32 logits [batch, seq, vocab]."""
+        hidden, _ = self._backbone(tokens, positions, attention_mask, None)
+        if self.config.scalar_head and self.is_initializing():
+            self.scalar_head(hidden)
+        return self._logits(hidden)
+
+    def forward_with_cache(self, tokens, cache: Cache, positions=None, attention_mask=None):
+        """Runs `tokens [batch, seq]` at slot `cache['index']` of `cache` (see kv_cache.init_cache).
+        Returns (float32 logits [batch, seq, vocab], updated cache)."""
+        hidden, cache = self._backbone(tokens, positions, attention_mask, cache)
+        return self._logits(hidden), cache
+
+    def hidden_states(self, tokens, positions=None, attention_mask=None) -> jax.Array:
+        """Final-normed hidden states `[batch, seq, hidden]`."""
+        return self._backbone(tokens, positions, attention_mask, None)[0]
+
+    def scalar(self, tokens, positions=None, attention_mask=None) -> jax.Array:
+        """The scalar head (value / reward) at every position: float32 `[batch, seq]`."""
+        if not self.config.scalar_head:
+            raise ValueError("this model has no scalar head; build it with ModelConfig(scalar_head=True)")
+        return self.scalar_head(self._backbone(tokens, positions, attention_mask, None)[0])

@@ -1,0 +1,136 @@
+"""The one mesh, the logical-axis rules that map parameter and activation names onto it, and placement helpers.
+
+Modules name axes logically (`embed`, `mlp`, `vocab`, ...); only this file and the config know mesh axes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# (logical name, mesh axis or axes or None). Configs copy this as `config.mesh.rules` and may edit it.
+DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
+    ("activation_batch", ("data", "fsdp")),
+    ("activation_length", None),
+    ("activation_embed", None),
+    ("activation_heads", "tensor"),
+    ("activation_mlp", "tensor"),
+    ("activation_vocab", "tensor"),
+    ("layers", None),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("q_heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("mlp", "tensor"),
+    ("norm", None),
+)
+
+
+def normalize_rules(rules: Sequence[Sequence[Any]] | None) -> tuple[tuple[str, Any], ...]:
+    """Rules as hashable tuples (configs hold lists); None gives DEFAULT_RULES."""
+    if rules is None:
+        return DEFAULT_RULES
+    normalized = []
+    for rule in rules:
+        if len(rule) != 2:
+            raise ValueError(f"a logical axis rule is (name, mesh_axes); got {rule!r}")
+        name, axes = rule
+        normalized.append((str(name), tuple(axes) if isinstance(axes, (list, tuple)) else axes))
+    return tuple(normalized)
+
+
+def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A (data, fsdp, tensor) mesh over `devices` (default: all); one size may be -1 to take what is left."""
+    devices = list(jax.devices() if devices is None else devices)
+    shape = [data, fsdp, tensor]
+    if shape.count(-1) > 1:
+        raise ValueError(f"at most one mesh axis may be -1; got data={data}, fsdp={fsdp}, tensor={tensor}")
+    if -1 in shape:
+        known = math.prod(s for s in shape if s != -1)
+        if len(devices) % known:
+            raise ValueError(f"{len(devices)} devices do not divide into mesh {dict(zip(MESH_AXES, shape))}")
+        shape[shape.index(-1)] = len(devices) // known
+    if math.prod(shape) != len(devices):
+        raise ValueError(f"mesh {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} devices; have {len(devices)}")
+    device_grid = np.asarray(devices).reshape(shape)
+    return Mesh(device_grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+def mesh_from_config(mesh_config) -> Mesh:
+    """Builds the mesh of `config.mesh` (fields data, fsdp, tensor)."""
+    return make_mesh(data=mesh_config.data, fsdp=mesh_config.fsdp, tensor=mesh_config.tensor)
+
+
+@contextlib.contextmanager
+def activate(mesh: Mesh | None, rules: Sequence[Sequence[Any]] | None):
+    """Makes `mesh` and `rules` current, so modules' logical constraints bind while a function is traced."""
+    if mesh is None:
+        yield
+        return
+    with jax.set_mesh(mesh), nn.logical_axis_rules(normalize_rules(rules)):
+        yield
+
+
+def logical_to_sharding(shape: Sequence[int], logical_axes: Sequence[str | None], mesh: Mesh, rules) -> NamedSharding:
+    """NamedSharding for an array of `shape` named `logical_axes`; a mesh axis that does not divide its dimension
+    (9 heads on 4 devices) is dropped, so that dimension is replicated instead of unevenly split."""
+    spec = nn.logical_to_mesh_axes(tuple(logical_axes), normalize_rules(rules))
+    fitted = []
+    for size, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+        names = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
+        if size % math.prod(mesh.shape[name] for name in names):
+            names = ()
+        fitted.append(None if not names else (names[0] if len(names) == 1 else names))
+    return NamedSharding(mesh, PartitionSpec(*fitted))
+
+
+def tree_shardings(boxed_abstract_tree: Any, mesh: Mesh, rules) -> Any:
+    """Shardings for a tree whose leaves are `nn.LogicallyPartitioned` (from `jax.eval_shape(module.init, ...)`)
+    or plain arrays / ShapeDtypeStructs (replicated)."""
+
+    def leaf_sharding(leaf):
+        if isinstance(leaf, nn.Partitioned):
+            return logical_to_sharding(leaf.value.shape, leaf.names, mesh, rules)
+        return NamedSharding(mesh, PartitionSpec())
+
+    return jax.tree.map(leaf_sharding, boxed_abstract_tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
+def batch_sharding(mesh: Mesh, shape: Sequence[int], rules=None) -> NamedSharding:
+    """Sharding of a `[batch, ...]` array: batch over the axes of `activation_batch` (if they divide it)."""
+    return logical_to_sharding(shape, ("activation_batch",) + (None,) * (len(shape) - 1), mesh, rules)
+
+
+def place(host_tree: Any, shardings: Any | None) -> Any:
+    """Puts host (numpy) leaves onto devices; with shardings, each device receives only its own shard."""
+    if shardings is None:
+        return jax.device_put(host_tree)
+
+    def put(host, sharding):
+        host = np.asarray(host)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, host_tree, shardings)
+
+
+def maybe_initialize_distributed() -> None:
+    """Calls `jax.distributed.initialize()` when launched on several hosts (cluster env vars set), else nothing."""
+    import os
+
+    multi_host_markers = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")
+    if any(os.environ.get(marker) for marker in multi_host_markers):
+        try:
+            jax.distributed.initialize()
+        except RuntimeError as error:  # already initialised, or a single-host SLURM job
+            if "already" not in str(error).lower():
+                raise

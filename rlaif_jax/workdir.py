@@ -1,0 +1,192 @@
+"""The run directory of one experiment: `config.json`, `metrics.jsonl`, `tensorboard/`."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+Scalar = float | int | np.ndarray | np.generic | jax.Array
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> str:
+    """Returns the resolved `config` as JSON text (sorted keys, indent 2, trailing newline).
+
+    Tuples become lists, numpy scalars/arrays become python numbers/lists and dtypes
+    their names; any other non-JSON value raises a TypeError naming its dotted key.
+    """
+    return json.dumps(_jsonable(config.to_dict(), "config"), sort_keys=True, indent=2) + "\n"
+
+
+def _jsonable(value: Any, key: str) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        return np.dtype(value).name
+    raise TypeError(f"{key} = {value!r} ({type(value).__name__}) cannot be written as JSON")
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Writes `workdir/config.json` (creating `workdir`) and returns its path.
+
+    If a `config.json` with different content is already there it is kept as
+    `config.json.prev-N` (N one past the highest existing N) before the new one is
+    written, so no config a run was started with is ever lost.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, CONFIG_FILE)
+    text = config_to_json(config)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return path
+        os.rename(path, f"{path}.prev-{_next_prev_index(workdir)}")
+    _atomic_write(path, text)
+    return path
+
+
+def _next_prev_index(workdir: str) -> int:
+    prefix = CONFIG_FILE + ".prev-"
+    taken = [
+        int(name[len(prefix) :])
+        for name in os.listdir(workdir)
+        if name.startswith(prefix) and name[len(prefix) :].isdigit()
+    ]
+    return max(taken, default=0) + 1
+
+
+def _atomic_write(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + ".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+    """Reads `workdir/metrics.jsonl` back as one dict per line, in file order.
+
+    An unterminated last line (a writer caught mid-line) is skipped if it is not
+    JSON; any other bad line raises a ValueError naming the file and line number.
+    """
+    return _parse_metrics(os.path.join(workdir, METRICS_FILE))
+
+
+def _parse_metrics(path: str) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    # split() leaves "" after a trailing newline, else the unterminated last line.
+    last = len(lines)
+    records = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            if lineno == last:
+                break
+            raise ValueError(f"{path}:{lineno}: not a JSON line ({e}): {line[:200]!r}") from e
+        if not isinstance(record, dict) or "step" not in record:
+            raise ValueError(f"{path}:{lineno}: expected a JSON object with a 'step' key")
+        records.append(record)
+    return records
+
+
+def truncate_metrics(workdir: str, step: int) -> None:
+    """Atomically rewrites `workdir/metrics.jsonl` keeping only the lines with step <= `step`.
+
+    A missing file is left missing.
+    """
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return
+    kept = [r for r in _parse_metrics(path) if r["step"] <= step]
+    _atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _to_scalar(key: str, value: Scalar) -> int | float:
+    array = np.asarray(value)
+    if array.shape != ():
+        raise ValueError(f"metric {key!r} must be a scalar, got shape {array.shape}")
+    if array.dtype.kind in "biu":
+        return int(array)
+    if array.dtype.kind == "f":
+        return float(array)
+    raise ValueError(f"metric {key!r} must be a real number, got dtype {array.dtype}")
+
+
+class MetricsWriter:
+    """Appends scalar metrics to `workdir/metrics.jsonl` and TensorBoard (`workdir/tensorboard/`).
+
+    Use as a context manager or call `close()`. With `resume_step=k` the lines a
+    crashed run wrote after step k are dropped first (and hidden in TensorBoard), so
+    a rerun from the checkpoint at step k does not duplicate steps.
+    """
+
+    def __init__(self, workdir: str, *, tensorboard: bool = True, resume_step: int | None = None):
+        """Opens the writers, creating `workdir`; `resume_step` truncates as described above."""
+        os.makedirs(workdir, exist_ok=True)
+        self.path = os.path.join(workdir, METRICS_FILE)
+        if resume_step is not None:
+            truncate_metrics(workdir, resume_step)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._tb = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            purge = None if resume_step is None else resume_step + 1
+            self._tb = SummaryWriter(logdir=os.path.join(workdir, TENSORBOARD_DIR), purge_step=purge)
+
+    def write(self, step: int, metrics: Mapping[str, Scalar]) -> None:
+        """Writes `{"step": step, **metrics}` as one flushed JSON line and to TensorBoard.
+
+        Each metric must be a python number or an array of shape (); anything else
+        raises a ValueError naming the key and its shape.
+        """
+        if self._file.closed:
+            raise ValueError(f"{self.path}: write() after close()")
+        if "step" in metrics:
+            raise ValueError(f"{self.path}: 'step' is reserved; pass it as the step argument")
+        record = {"step": _to_scalar("step", step)}
+        record.update((str(k), _to_scalar(str(k), v)) for k, v in metrics.items())
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "step":
+                    self._tb.add_scalar(key, value, global_step=record["step"])
+
+    def close(self) -> None:
+        """Flushes and closes both writers; calling it again is a no-op."""
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    def __enter__(self) -> MetricsWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,32 @@
+"""Installs rlaif_jax. `pip install -e .[test]` adds the reference stack the tests compare against."""
+
+import setuptools
+
+setuptools.setup(
+    name="rlaif_jax",
+    version="0.1.0",
+    description="Aligning language models with human and AI feedback in JAX/Flax.",
+    packages=setuptools.find_packages(include=["rlaif_jax", "rlaif_jax.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.7",
+        "flax>=0.11",
+        "optax",
+        "orbax-checkpoint",
+        "chex",
+        "ml-collections",
+        "transformers>=4.50",
+        "tokenizers",
+        "datasets",
+        "safetensors",
+        "gguf>=0.10",
+        "numpy",
+        "tqdm",
+        "tensorboardX",
+        "absl-py",
+    ],
+    extras_require={
+        # torch is only the numerical reference in tests (pip install torch==2.13.0 takes the local CPU build).
+        "test": ["pytest", "torch==2.13.0", "accelerate", "ruff"],
+    },
+)
