@@ -1,4 +1,4 @@
-"""The run directory of one experiment: `config.json`, `metrics.jsonl`, `tensorboard/`."""
+"""The run directory of one experiment: config.json, metrics.jsonl, tensorboard/."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import ml_collections
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing import Self
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -20,12 +23,15 @@ Scalar = float | int | np.ndarray | np.generic | jax.Array
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> str:
-    """Returns the resolved `config` as JSON text (sorted keys, indent 2, trailing newline).
+    """Returns the resolved `config` as JSON text: sorted keys, indent 2, final newline.
 
     Tuples become lists, numpy scalars/arrays become python numbers/lists and dtypes
     their names; any other non-JSON value raises a TypeError naming its dotted key.
     """
-    return json.dumps(_jsonable(config.to_dict(), "config"), sort_keys=True, indent=2) + "\n"
+    return (
+        json.dumps(_jsonable(config.to_dict(), "config"), sort_keys=True, indent=2)
+        + "\n"
+    )
 
 
 def _jsonable(value: Any, key: str) -> Any:
@@ -37,9 +43,13 @@ def _jsonable(value: Any, key: str) -> Any:
         return [_jsonable(v, f"{key}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, (np.ndarray, np.generic)):
         return value.tolist()
-    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+    if isinstance(value, np.dtype) or (
+        isinstance(value, type) and issubclass(value, np.generic)
+    ):
         return np.dtype(value).name
-    raise TypeError(f"{key} = {value!r} ({type(value).__name__}) cannot be written as JSON")
+    raise TypeError(
+        f"{key} = {value!r} ({type(value).__name__}) cannot be written as JSON"
+    )
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -72,7 +82,9 @@ def _next_prev_index(workdir: str) -> int:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + ".tmp-")
+    fd, tmp = tempfile.mkstemp(
+        dir=os.path.dirname(path), prefix=os.path.basename(path) + ".tmp-"
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -107,15 +119,19 @@ def _parse_metrics(path: str) -> list[dict[str, Any]]:
         except json.JSONDecodeError as e:
             if lineno == last:
                 break
-            raise ValueError(f"{path}:{lineno}: not a JSON line ({e}): {line[:200]!r}") from e
+            raise ValueError(
+                f"{path}:{lineno}: not a JSON line ({e}): {line[:200]!r}"
+            ) from e
         if not isinstance(record, dict) or "step" not in record:
-            raise ValueError(f"{path}:{lineno}: expected a JSON object with a 'step' key")
+            raise ValueError(
+                f"{path}:{lineno}: expected a JSON object with a 'step' key"
+            )
         records.append(record)
     return records
 
 
 def truncate_metrics(workdir: str, step: int) -> None:
-    """Atomically rewrites `workdir/metrics.jsonl` keeping only the lines with step <= `step`.
+    """Atomically rewrites `workdir/metrics.jsonl` keeping lines with step <= `step`.
 
     A missing file is left missing.
     """
@@ -137,30 +153,43 @@ def _to_scalar(key: str, value: Scalar) -> int | float:
     raise ValueError(f"metric {key!r} must be a real number, got dtype {array.dtype}")
 
 
+def _to_step(step: int | np.integer | np.ndarray | jax.Array) -> int:
+    array = np.asarray(step)
+    if array.shape != () or array.dtype.kind not in "iu":
+        raise ValueError(
+            f"step must be an integer scalar, got {array.dtype} of shape {array.shape}"
+        )
+    return int(array)
+
+
 class MetricsWriter:
-    """Appends scalar metrics to `workdir/metrics.jsonl` and TensorBoard (`workdir/tensorboard/`).
+    """Appends scalar metrics to `workdir/metrics.jsonl` and `workdir/tensorboard/`.
 
     Use as a context manager or call `close()`. With `resume_step=k` the lines a
     crashed run wrote after step k are dropped first (and hidden in TensorBoard), so
     a rerun from the checkpoint at step k does not duplicate steps.
     """
 
-    def __init__(self, workdir: str, *, tensorboard: bool = True, resume_step: int | None = None):
-        """Opens the writers, creating `workdir`; `resume_step` truncates as described above."""
+    def __init__(
+        self, workdir: str, *, tensorboard: bool = True, resume_step: int | None = None
+    ):
+        """Opens both writers, creating `workdir`; `resume_step` truncates as above."""
         os.makedirs(workdir, exist_ok=True)
         self.path = os.path.join(workdir, METRICS_FILE)
         if resume_step is not None:
             truncate_metrics(workdir, resume_step)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         self._tb = None
         if tensorboard:
             from tensorboardX import SummaryWriter
 
             purge = None if resume_step is None else resume_step + 1
-            self._tb = SummaryWriter(logdir=os.path.join(workdir, TENSORBOARD_DIR), purge_step=purge)
+            self._tb = SummaryWriter(
+                logdir=os.path.join(workdir, TENSORBOARD_DIR), purge_step=purge
+            )
 
     def write(self, step: int, metrics: Mapping[str, Scalar]) -> None:
-        """Writes `{"step": step, **metrics}` as one flushed JSON line and to TensorBoard.
+        """Writes `{"step": step, **metrics}` as a flushed JSON line and to TensorBoard.
 
         Each metric must be a python number or an array of shape (); anything else
         raises a ValueError naming the key and its shape.
@@ -168,8 +197,10 @@ class MetricsWriter:
         if self._file.closed:
             raise ValueError(f"{self.path}: write() after close()")
         if "step" in metrics:
-            raise ValueError(f"{self.path}: 'step' is reserved; pass it as the step argument")
-        record = {"step": _to_scalar("step", step)}
+            raise ValueError(
+                f"{self.path}: 'step' is reserved; pass it as the step argument"
+            )
+        record: dict[str, int | float] = {"step": _to_step(step)}
         record.update((str(k), _to_scalar(str(k), v)) for k, v in metrics.items())
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -185,7 +216,7 @@ class MetricsWriter:
             self._tb.close()
             self._tb = None
 
-    def __enter__(self) -> MetricsWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -1,0 +1,131 @@
+"""Sampler throughput: rlaif_jax.sampling.generate vs transformers.generate, same model, prompts and lengths, one run.
+
+    python experiments/bench_sampler.py                       # SmolLM2-135M-Instruct, float32, batch 1 and 16
+    python experiments/bench_sampler.py --dtype=bfloat16      # our bf16 weights (HF stays float32)
+
+Prints new-tokens/s for both, their ratio, and our compile time separately (first call minus a warm call).
+Needs the test extra (torch, accelerate) for the HF side; torch is never imported by the library itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import numpy as np
+
+from rlaif_jax import models, sampling
+
+_TEXT = (
+    "The quick brown fox jumps over the lazy dog while the researchers watch the reward curve climb slowly. "
+    "Every step of reinforcement learning from AI feedback needs thousands of samples, so the sampler decides "
+    "how fast an experiment runs, how many ideas a week can be tried, and how large a model fits the budget. "
+)
+
+
+def make_prompts(tokenizer, batch: int, prompt_tokens: int) -> list[list[int]]:
+    """`batch` distinct prompts of exactly `prompt_tokens` tokens each, cut from a fixed text."""
+    ids = tokenizer(_TEXT * 8)["input_ids"]
+    return [ids[row : row + prompt_tokens] for row in range(batch)]
+
+
+def time_ours(lm, prompts, new_tokens: int, repeats: int) -> tuple[float, float]:
+    """(compile seconds, steady-state seconds per call) for our sampler at temperature 1."""
+    run = lambda seed: sampling.generate(  # noqa: E731
+        lm, prompts, max_new_tokens=new_tokens, temperature=1.0, rng=jax.random.key(seed), stop_tokens=[]
+    )
+    start = time.perf_counter()
+    run(0)
+    first = time.perf_counter() - start
+    timings = []
+    for seed in range(1, repeats + 1):
+        start = time.perf_counter()
+        out = run(seed)
+        timings.append(time.perf_counter() - start)
+        assert out.lengths.min() == new_tokens
+    steady = float(np.median(timings))
+    return max(first - steady, 0.0), steady
+
+
+def time_hf(hf_model, prompts, new_tokens: int, repeats: int) -> float:
+    """Steady-state seconds per `transformers.generate` call (sampling, temperature 1, no top-k/top-p)."""
+    import torch
+
+    inputs = torch.tensor(prompts)
+    kwargs = dict(
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        attention_mask=torch.ones_like(inputs),
+        pad_token_id=0,
+    )
+    with torch.inference_mode():
+        hf_model.generate(inputs, **kwargs)  # warm-up
+        timings = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = hf_model.generate(inputs, **kwargs)
+            timings.append(time.perf_counter() - start)
+            assert out.shape[1] == inputs.shape[1] + new_tokens
+    return float(np.median(timings))
+
+
+def load_hf_reference(path: str):
+    """transformers' own loading of the same checkpoint (GGUF or HF directory)."""
+    import os
+
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    if path.endswith(".gguf"):
+        return transformers.AutoModelForCausalLM.from_pretrained(
+            os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32
+        ).eval()
+    return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--dtype", default="float32", help="our parameter/activation dtype (HF runs float32)")
+    parser.add_argument("--batch_sizes", default="1,16")
+    parser.add_argument("--prompt_tokens", type=int, default=64)
+    parser.add_argument("--new_tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    lm = models.load(args.model, dtype=args.dtype)
+    hf_model = load_hf_reference(models.loading._resolve(args.model))
+    results = []
+    print(f"model={args.model} ours={args.dtype} hf=float32 prompt={args.prompt_tokens} new={args.new_tokens}")
+    print("| batch | ours tok/s | HF tok/s | ratio | our compile s |")
+    print("|---|---|---|---|---|")
+    for batch in map(int, args.batch_sizes.split(",")):
+        prompts = make_prompts(lm.tokenizer, batch, args.prompt_tokens)
+        compile_s, ours_s = time_ours(lm, prompts, args.new_tokens, args.repeats)
+        hf_s = time_hf(hf_model, prompts, args.new_tokens, args.repeats)
+        tokens = batch * args.new_tokens
+        row = dict(
+            batch=batch,
+            ours_tokens_per_s=tokens / ours_s,
+            hf_tokens_per_s=tokens / hf_s,
+            ratio=hf_s / ours_s,
+            our_compile_s=compile_s,
+            dtype=args.dtype,
+        )
+        results.append(row)
+        print(
+            f"| {batch} | {row['ours_tokens_per_s']:.1f} | {row['hf_tokens_per_s']:.1f} | {row['ratio']:.2f}x "
+            f"| {compile_s:.1f} |"
+        )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

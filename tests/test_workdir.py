@@ -1,0 +1,110 @@
+import glob
+import json
+import os
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from rlaif_jax import workdir as wd
+
+
+def _config(lr=1e-3):
+    config = ml_collections.ConfigDict()
+    config.model = ml_collections.ConfigDict({"name": "tiny", "shape": (2, 3)})
+    config.lr = lr
+    config.steps = 10
+    return config
+
+
+def test_config_round_trip(tmp_path):
+    path = wd.write_config(_config(), str(tmp_path / "run"))
+    assert path == str(tmp_path / "run" / "config.json")
+    with open(path) as f:
+        text = f.read()
+    assert json.loads(text) == {
+        "lr": 1e-3,
+        "model": {"name": "tiny", "shape": [2, 3]},
+        "steps": 10,
+    }
+    assert text.index('"lr"') < text.index('"model"') < text.index('"steps"')
+    assert ml_collections.ConfigDict(json.loads(text)).model.shape == [2, 3]
+
+
+def test_changed_config_keeps_previous(tmp_path):
+    wd.write_config(_config(1e-3), str(tmp_path))
+    wd.write_config(_config(1e-3), str(tmp_path))
+    assert not glob.glob(str(tmp_path / "config.json.prev-*"))
+    wd.write_config(_config(2e-3), str(tmp_path))
+    wd.write_config(_config(3e-3), str(tmp_path))
+    lrs = {
+        name: json.loads((tmp_path / name).read_text())["lr"]
+        for name in ("config.json", "config.json.prev-1", "config.json.prev-2")
+    }
+    assert lrs == {
+        "config.json": 3e-3,
+        "config.json.prev-1": 1e-3,
+        "config.json.prev-2": 2e-3,
+    }
+
+
+def test_config_non_json_value_names_key(tmp_path):
+    config = _config()
+    config.model.init = object()
+    with pytest.raises(TypeError, match=r"config\.model\.init"):
+        wd.write_config(config, str(tmp_path))
+
+
+def test_metrics_lines_with_step(tmp_path):
+    with wd.MetricsWriter(str(tmp_path), tensorboard=False) as writer:
+        writer.write(1, {"loss": jnp.float32(0.5), "n": np.int64(3), "lr": 0.1})
+        # Flushed per line: readable before close.
+        assert wd.read_metrics(str(tmp_path)) == [
+            {"step": 1, "loss": 0.5, "n": 3, "lr": 0.1}
+        ]
+        writer.write(jnp.int32(2), {"loss": jnp.array(0.25)})
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [next(iter(json.loads(line))) for line in lines] == ["step", "step"]
+    assert wd.read_metrics(str(tmp_path))[1] == {"step": 2, "loss": 0.25}
+
+
+def test_resume_drops_later_steps(tmp_path):
+    with wd.MetricsWriter(str(tmp_path), tensorboard=False) as writer:
+        for step in range(1, 6):
+            writer.write(step, {"loss": float(step)})
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 6, "lo')  # crashed mid-line
+    with wd.MetricsWriter(str(tmp_path), tensorboard=False, resume_step=3) as writer:
+        writer.write(4, {"loss": 40.0})
+    assert [(r["step"], r["loss"]) for r in wd.read_metrics(str(tmp_path))] == [
+        (1, 1.0),
+        (2, 2.0),
+        (3, 3.0),
+        (4, 40.0),
+    ]
+    assert sorted(os.listdir(tmp_path)) == ["metrics.jsonl"]
+
+
+def test_non_scalar_metric_names_key(tmp_path):
+    with wd.MetricsWriter(str(tmp_path), tensorboard=False) as writer:
+        with pytest.raises(ValueError, match=r"'logits'.*\(2, 3\)"):
+            writer.write(1, {"loss": 1.0, "logits": jnp.zeros((2, 3))})
+        with pytest.raises(ValueError, match="step"):
+            writer.write(1.5, {"loss": 1.0})
+    assert wd.read_metrics(str(tmp_path)) == []
+
+
+def test_bad_json_line_names_file_and_line(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 1, "loss": 1.0}\nnot json\n{"step": 3}\n'
+    )
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:2"):
+        wd.read_metrics(str(tmp_path))
+
+
+def test_tensorboard_event_file(tmp_path):
+    with wd.MetricsWriter(str(tmp_path)) as writer:
+        writer.write(1, {"loss": 1.0})
+    events = glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+    assert events and os.path.getsize(events[0]) > 0
