@@ -28,10 +28,7 @@ def config_to_json(config: ml_collections.ConfigDict) -> str:
     Tuples become lists, numpy scalars/arrays become python numbers/lists and dtypes
     their names; any other non-JSON value raises a TypeError naming its dotted key.
     """
-    return (
-        json.dumps(_jsonable(config.to_dict(), "config"), sort_keys=True, indent=2)
-        + "\n"
-    )
+    return json.dumps(_jsonable(config.to_dict(), "config"), sort_keys=True, indent=2) + "\n"
 
 
 def _jsonable(value: Any, key: str) -> Any:
@@ -43,13 +40,9 @@ def _jsonable(value: Any, key: str) -> Any:
         return [_jsonable(v, f"{key}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, (np.ndarray, np.generic)):
         return value.tolist()
-    if isinstance(value, np.dtype) or (
-        isinstance(value, type) and issubclass(value, np.generic)
-    ):
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
         return np.dtype(value).name
-    raise TypeError(
-        f"{key} = {value!r} ({type(value).__name__}) cannot be written as JSON"
-    )
+    raise TypeError(f"{key} = {value!r} ({type(value).__name__}) cannot be written as JSON")
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -82,9 +75,7 @@ def _next_prev_index(workdir: str) -> int:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(
-        dir=os.path.dirname(path), prefix=os.path.basename(path) + ".tmp-"
-    )
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + ".tmp-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -119,13 +110,9 @@ def _parse_metrics(path: str) -> list[dict[str, Any]]:
         except json.JSONDecodeError as e:
             if lineno == last:
                 break
-            raise ValueError(
-                f"{path}:{lineno}: not a JSON line ({e}): {line[:200]!r}"
-            ) from e
+            raise ValueError(f"{path}:{lineno}: not a JSON line ({e}): {line[:200]!r}") from e
         if not isinstance(record, dict) or "step" not in record:
-            raise ValueError(
-                f"{path}:{lineno}: expected a JSON object with a 'step' key"
-            )
+            raise ValueError(f"{path}:{lineno}: expected a JSON object with a 'step' key")
         records.append(record)
     return records
 
@@ -156,9 +143,7 @@ def _to_scalar(key: str, value: Scalar) -> int | float:
 def _to_step(step: int | np.integer | np.ndarray | jax.Array) -> int:
     array = np.asarray(step)
     if array.shape != () or array.dtype.kind not in "iu":
-        raise ValueError(
-            f"step must be an integer scalar, got {array.dtype} of shape {array.shape}"
-        )
+        raise ValueError(f"step must be an integer scalar, got {array.dtype} of shape {array.shape}")
     return int(array)
 
 
@@ -170,9 +155,7 @@ class MetricsWriter:
     a rerun from the checkpoint at step k does not duplicate steps.
     """
 
-    def __init__(
-        self, workdir: str, *, tensorboard: bool = True, resume_step: int | None = None
-    ):
+    def __init__(self, workdir: str, *, tensorboard: bool = True, resume_step: int | None = None):
         """Opens both writers, creating `workdir`; `resume_step` truncates as above."""
         os.makedirs(workdir, exist_ok=True)
         self.path = os.path.join(workdir, METRICS_FILE)
@@ -184,9 +167,7 @@ class MetricsWriter:
             from tensorboardX import SummaryWriter
 
             purge = None if resume_step is None else resume_step + 1
-            self._tb = SummaryWriter(
-                logdir=os.path.join(workdir, TENSORBOARD_DIR), purge_step=purge
-            )
+            self._tb = SummaryWriter(logdir=os.path.join(workdir, TENSORBOARD_DIR), purge_step=purge)
 
     def write(self, step: int, metrics: Mapping[str, Scalar]) -> None:
         """Writes `{"step": step, **metrics}` as a flushed JSON line and to TensorBoard.
@@ -197,9 +178,7 @@ class MetricsWriter:
         if self._file.closed:
             raise ValueError(f"{self.path}: write() after close()")
         if "step" in metrics:
-            raise ValueError(
-                f"{self.path}: 'step' is reserved; pass it as the step argument"
-            )
+            raise ValueError(f"{self.path}: 'step' is reserved; pass it as the step argument")
         record: dict[str, int | float] = {"step": _to_step(step)}
         record.update((str(k), _to_scalar(str(k), v)) for k, v in metrics.items())
         self._file.write(json.dumps(record) + "\n")

@@ -53,9 +53,7 @@ def params_from_hf_state_dict(
     d, h, kvh, hd = config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim
 
     def layer_stack(suffix: str, convert) -> np.ndarray:
-        return np.stack(
-            [convert(_take(state, _LAYER.format(i=i) + suffix, source)) for i in range(config.num_layers)]
-        )
+        return np.stack([convert(_take(state, _LAYER.format(i=i) + suffix, source)) for i in range(config.num_layers)])
 
     attention = {
         "q_proj": layer_stack("self_attn.q_proj.weight", lambda w: w.T.reshape(d, h, hd)),
@@ -96,7 +94,10 @@ def hf_state_dict_from_params(params: Mapping[str, Any], config: ModelConfig) ->
     d, h, kvh, hd = config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim
     host = lambda x: np.ascontiguousarray(np.asarray(x))  # noqa: E731
     layers = params["layers"]
-    state = {"model.embed_tokens.weight": host(params["embedding"]), "model.norm.weight": host(params["final_norm"]["scale"])}
+    state = {
+        "model.embed_tokens.weight": host(params["embedding"]),
+        "model.norm.weight": host(params["final_norm"]["scale"]),
+    }
     if not config.tie_word_embeddings:
         state["lm_head.weight"] = host(np.asarray(params["lm_head"]).T)
     per_layer = {

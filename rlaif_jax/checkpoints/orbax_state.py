@@ -80,13 +80,8 @@ class CheckpointManager:
             if step is None:
                 raise FileNotFoundError(f"{self.directory}: no checkpoint to restore")
         elif step not in self._manager.all_steps():
-            raise FileNotFoundError(
-                f"{self.directory}: no checkpoint for step {step}; "
-                f"have {self.all_steps()}"
-            )
-        return self._manager.restore(
-            step, args=ocp.args.StandardRestore(abstract_state)
-        )
+            raise FileNotFoundError(f"{self.directory}: no checkpoint for step {step}; have {self.all_steps()}")
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
     def wait_until_finished(self) -> None:
         """Blocks until every started save is written and old steps are deleted."""

@@ -34,7 +34,7 @@ class ModelConfig:
     num_kv_heads: int = 2  # < num_heads gives GQA, 1 gives MQA
     head_dim: int = 8
     rope_theta: float = 10000.0
-    # Llama-3 RoPE scaling as (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings); None = plain RoPE.
+    # Llama-3 RoPE scaling: (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings) or None.
     rope_llama3_scaling: tuple[float, float, float, int] | None = None
     rms_norm_eps: float = 1e-5
     max_position_embeddings: int = 2048
@@ -46,6 +46,9 @@ class ModelConfig:
     pad_token_id: int | None = None
     dtype: str = "float32"  # activations; matmuls always accumulate in float32
     param_dtype: str = "float32"
+    scan_layers: bool = (
+        True  # stacked layers under one nn.scan (fast compile); False = one tree per layer (fast CPU decode)
+    )
     remat: str = "none"  # 'none', 'full' (recompute each layer) or 'dots' (keep matmul outputs)
     scalar_head: bool = False  # adds a [hidden] -> 1 head for values / rewards
 
@@ -161,8 +164,9 @@ def to_hf_dict(config: ModelConfig) -> dict[str, Any]:
         "rope_scaling": None if config.rope_llama3_scaling is None else rope,
         "torch_dtype": config.param_dtype,
         "bos_token_id": config.bos_token_id,
-        "eos_token_id": list(config.eos_token_ids) if len(config.eos_token_ids) > 1 else
-        (config.eos_token_ids[0] if config.eos_token_ids else None),
+        "eos_token_id": list(config.eos_token_ids)
+        if len(config.eos_token_ids) > 1
+        else (config.eos_token_ids[0] if config.eos_token_ids else None),
         "pad_token_id": config.pad_token_id,
     }
     if config.model_type == "llama":

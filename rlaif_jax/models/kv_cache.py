@@ -11,14 +11,21 @@ from rlaif_jax.models.config import ModelConfig, parse_dtype
 def init_cache(config: ModelConfig, batch_size: int, max_length: int) -> dict[str, jax.Array]:
     """An empty cache for `batch_size` rows of up to `max_length` tokens.
 
-    Returns {'k', 'v': [layers, batch, max_length, kv_heads, head_dim] in the activation dtype,
+    Returns {'k', 'v': [layers, batch, max_length, kv_heads, head_dim] in the activation dtype (with
+             `config.scan_layers`; otherwise a tuple of `layers` arrays [1, batch, max_length, kv_heads, head_dim]),
              'valid': bool [batch, max_length] (which slots hold real tokens), 'index': int32 [] (next free slot)}.
     """
-    shape = (config.num_layers, batch_size, max_length, config.num_kv_heads, config.head_dim)
     dtype = parse_dtype(config.dtype)
+    layer_shape = (batch_size, max_length, config.num_kv_heads, config.head_dim)
+    if config.scan_layers:
+        k = jnp.zeros((config.num_layers, *layer_shape), dtype)
+        v = jnp.zeros((config.num_layers, *layer_shape), dtype)
+    else:
+        k = tuple(jnp.zeros((1, *layer_shape), dtype) for _ in range(config.num_layers))
+        v = tuple(jnp.zeros((1, *layer_shape), dtype) for _ in range(config.num_layers))
     return {
-        "k": jnp.zeros(shape, dtype),
-        "v": jnp.zeros(shape, dtype),
+        "k": k,
+        "v": v,
         "valid": jnp.zeros((batch_size, max_length), bool),
         "index": jnp.zeros((), jnp.int32),
     }
@@ -28,9 +35,13 @@ def repeat_rows(cache: dict[str, jax.Array], repeats: int) -> dict[str, jax.Arra
     """Repeats every batch row `repeats` times consecutively (row i -> rows i*repeats .. i*repeats+repeats-1)."""
     if repeats == 1:
         return cache
+
+    def repeat(kv):
+        return jax.tree.map(lambda x: jnp.repeat(x, repeats, axis=1), kv)
+
     return {
-        "k": jnp.repeat(cache["k"], repeats, axis=1),
-        "v": jnp.repeat(cache["v"], repeats, axis=1),
+        "k": repeat(cache["k"]),
+        "v": repeat(cache["v"]),
         "valid": jnp.repeat(cache["valid"], repeats, axis=0),
         "index": cache["index"],
     }

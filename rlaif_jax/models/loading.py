@@ -1,4 +1,4 @@
-"""`load` a pretrained model (HF directory, GGUF file, alias or hub id) into a LanguageModel bundle; `save_hf` it back."""
+"""`load` a pretrained model (HF directory, GGUF file, alias, hub id) into a LanguageModel; `save_hf` it back."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from rlaif_jax import sharding
 from rlaif_jax.checkpoints import hf as hf_checkpoint
 from rlaif_jax.models import config as model_config
 from rlaif_jax.models.config import ModelConfig, parse_dtype
+from rlaif_jax.models.layout import stack_layers, unstack_layers
 from rlaif_jax.models.transformer import Transformer
 
 # Aliases resolve to a (pip package, file inside it) pair: the weights ship in a package, no hub needed.
@@ -60,8 +61,13 @@ def param_shardings(config: ModelConfig, mesh: jax.sharding.Mesh, rules=None) ->
 def from_host_params(
     host_params: Any, config: ModelConfig, *, tokenizer: Any = None, mesh=None, rules=None
 ) -> LanguageModel:
-    """Casts host arrays to `config.param_dtype` and places them (each device gets only its shards when `mesh`)."""
+    """Casts host arrays to `config.param_dtype` and places them (each device gets only its shards when `mesh`).
+    `host_params` may be in either layer layout; it is converted to the one `config.scan_layers` asks for."""
     rules = sharding.normalize_rules(rules)
+    if config.scan_layers:
+        host_params = stack_layers(host_params, config.num_layers)
+    else:
+        host_params = unstack_layers(host_params, config.num_layers)
     expected = nn.unbox(abstract_params(config))
     expected_paths = {jax.tree_util.keystr(p): leaf.shape for p, leaf in jax.tree_util.tree_leaves_with_path(expected)}
     given_paths = {jax.tree_util.keystr(p): np.shape(x) for p, x in jax.tree_util.tree_leaves_with_path(host_params)}
@@ -142,6 +148,7 @@ def load(
     rules=None,
     remat: str = "none",
     scalar_head: bool = False,
+    scan_layers: bool = True,
 ) -> LanguageModel:
     """Loads a pretrained Llama-family model.
 
@@ -150,7 +157,8 @@ def load(
         a directory holding one `.gguf`, the alias 'smollm2-135m-instruct', or an HF hub id (needs a network).
       dtype: activation dtype ('float32' or 'bfloat16'); `param_dtype` defaults to it.
       mesh, rules: place each parameter straight into its shards on `mesh` (see `rlaif_jax.sharding`).
-      remat, scalar_head: see ModelConfig. A scalar head starts at zero (it is not in pretrained checkpoints),
+      remat, scalar_head, scan_layers: see ModelConfig (scan_layers=False suits inference-only jobs on CPU).
+        A scalar head starts at zero (it is not in pretrained checkpoints),
         unless the directory has a `scalar_head.safetensors` written by `save_hf`.
     Returns:
       LanguageModel with `.module`, `.params`, `.tokenizer`, `.config`.
@@ -158,13 +166,17 @@ def load(
     param_dtype = param_dtype or dtype
     parse_dtype(dtype, key="dtype")
     parse_dtype(param_dtype, key="param_dtype")
-    overrides = dict(dtype=dtype, param_dtype=param_dtype, remat=remat, scalar_head=scalar_head)
+    overrides = dict(
+        dtype=dtype, param_dtype=param_dtype, remat=remat, scalar_head=scalar_head, scan_layers=scan_layers
+    )
     path = _resolve(name_or_path)
     gguf_file = None
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
         ggufs = sorted(name for name in os.listdir(path) if name.endswith(".gguf"))
         if len(ggufs) != 1:
-            raise FileNotFoundError(f"{path} has no config.json and {len(ggufs)} .gguf files (need config.json or one .gguf)")
+            raise FileNotFoundError(
+                f"{path} has no config.json and {len(ggufs)} .gguf files (need config.json or one .gguf)"
+            )
         path = os.path.join(path, ggufs[0])
     if path.endswith(".gguf"):
         from rlaif_jax.checkpoints import gguf as gguf_checkpoint
@@ -189,17 +201,30 @@ def load(
             with hf_checkpoint.safe_open(head_path, framework="numpy") as f:
                 host_params["scalar_head"] = {"kernel": f.get_tensor("kernel"), "bias": f.get_tensor("bias")}
         else:
-            host_params["scalar_head"] = {"kernel": np.zeros(config.hidden_size, np.float32), "bias": np.zeros((), np.float32)}
+            host_params["scalar_head"] = {
+                "kernel": np.zeros(config.hidden_size, np.float32),
+                "bias": np.zeros((), np.float32),
+            }
     tokenizer = _load_tokenizer(directory, gguf_file)
     return from_host_params(host_params, config, tokenizer=tokenizer, mesh=mesh, rules=rules)
+
+
+def with_layer_layout(lm: LanguageModel, scan_layers: bool) -> LanguageModel:
+    """The same model with its layers stacked (`scan_layers=True`) or one tree per layer; a no-op if already so."""
+    if lm.config.scan_layers == scan_layers:
+        return lm
+    convert = stack_layers if scan_layers else unstack_layers
+    params = jax.jit(convert, static_argnums=1)(lm.params, lm.config.num_layers)
+    config = lm.config.replace(scan_layers=scan_layers)
+    return lm.replace(module=Transformer(config), params=params, config=config)
 
 
 def save_hf(lm: LanguageModel, directory: str) -> None:
     """Writes `config.json`, `model.safetensors` and the tokenizer so that
     `transformers.AutoModelForCausalLM.from_pretrained(directory)` gives the same logits. A scalar head, which HF's
-    causal LM has no place for, goes to `scalar_head.safetensors` beside them (read back by `load(scalar_head=True)`)."""
+    causal LM has no place for, goes to `scalar_head.safetensors` beside them (read by `load(scalar_head=True)`)."""
     os.makedirs(directory, exist_ok=True)
-    params = jax.device_get(lm.params)
+    params = stack_layers(jax.device_get(lm.params), lm.config.num_layers)
     hf_checkpoint.write_safetensors(
         hf_checkpoint.hf_state_dict_from_params(params, lm.config), os.path.join(directory, "model.safetensors")
     )

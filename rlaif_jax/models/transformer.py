@@ -111,8 +111,12 @@ class Attention(nn.Module):
         dtype = parse_dtype(cfg.dtype)
         d, h, kvh, hd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         q = _matmul("bsd,dhk->bshk", x, self._projection("q_proj", (d, h, hd), ("embed", "q_heads", "head_dim")), dtype)
-        k = _matmul("bsd,dhk->bshk", x, self._projection("k_proj", (d, kvh, hd), ("embed", "kv_heads", "head_dim")), dtype)
-        v = _matmul("bsd,dhk->bshk", x, self._projection("v_proj", (d, kvh, hd), ("embed", "kv_heads", "head_dim")), dtype)
+        k = _matmul(
+            "bsd,dhk->bshk", x, self._projection("k_proj", (d, kvh, hd), ("embed", "kv_heads", "head_dim")), dtype
+        )
+        v = _matmul(
+            "bsd,dhk->bshk", x, self._projection("v_proj", (d, kvh, hd), ("embed", "kv_heads", "head_dim")), dtype
+        )
         if cfg.attention_bias:
             q = q + self._bias("q_bias", (h, hd), ("q_heads", "head_dim")).astype(dtype)
             k = k + self._bias("k_bias", (kvh, hd), ("kv_heads", "head_dim")).astype(dtype)
@@ -188,6 +192,9 @@ _REMAT_POLICIES = {
 class Transformer(nn.Module):
     """Decoder-only LM with an optional scalar (value / reward) head.
 
+    With `config.scan_layers` the blocks' parameters are stacked under `layers` (leading `[layers]` axis) and run by
+    one `nn.scan`; without, they are separate trees `layers_0 .. layers_{n-1}` (see `models.layout` to convert).
+
     `apply({"params": p}, tokens)` with int32 `tokens [batch, seq]` returns float32 `logits [batch, seq, vocab]`.
     Other entry points (via `apply(..., method=...)`): `forward_with_cache`, `hidden_states`, `scalar`.
     """
@@ -206,14 +213,18 @@ class Transformer(nn.Module):
         block = DecoderBlock
         if cfg.remat != "none":
             block = nn.remat(block, prevent_cse=False, policy=_REMAT_POLICIES[cfg.remat])
-        self.layers = nn.scan(
+        scanned = nn.scan(
             block,
             variable_axes={"params": 0},
             split_rngs={"params": True},
             in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
             length=cfg.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
-        )(cfg, name="layers")
+        )
+        if cfg.scan_layers:
+            self.layers = scanned(cfg, name="layers")
+        else:
+            self.blocks = [block(cfg, name=f"layers_{i}") for i in range(cfg.num_layers)]
         self.final_norm = RMSNorm(cfg)
         if not cfg.tie_word_embeddings:
             self.lm_head = self.param(
@@ -252,8 +263,24 @@ class Transformer(nn.Module):
 
         x = jnp.take(self.embedding, tokens, axis=0).astype(dtype)
         x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
-        carry = (x, cache_k, cache_v, jnp.zeros((), jnp.int32))
-        (x, cache_k, cache_v, _), _ = self.layers(carry, positions, mask_bias, cache_index)
+        first_layer = jnp.zeros((), jnp.int32)
+        if self.config.scan_layers:
+            (x, cache_k, cache_v, _), _ = self.layers(
+                (x, cache_k, cache_v, first_layer), positions, mask_bias, cache_index
+            )
+        else:
+            # One buffer per layer: on CPU this decodes ~2.5x faster than slicing stacked weights in a loop.
+            new_k, new_v = [], []
+            for i, block in enumerate(self.blocks):
+                layer_k = None if cache_k is None else cache_k[i]
+                layer_v = None if cache_v is None else cache_v[i]
+                (x, layer_k, layer_v, _), _ = block(
+                    (x, layer_k, layer_v, first_layer), positions, mask_bias, cache_index
+                )
+                new_k.append(layer_k)
+                new_v.append(layer_v)
+            if cache_k is not None:
+                cache_k, cache_v = tuple(new_k), tuple(new_v)
         hidden = self.final_norm(x)
         if cache is None:
             return hidden, None

@@ -1,0 +1,48 @@
+"""Config blocks shared by the files in `configs/`: the mesh and the model choices behind `tiny` and `smollm2`."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from rlaif_jax import sharding
+
+
+def mesh() -> ml_collections.ConfigDict:
+    """`config.mesh`: device mesh sizes (-1 = all remaining devices) and the logical-to-mesh axis rules."""
+    return ml_collections.ConfigDict(
+        dict(
+            data=1,  # pure data parallelism (replicated params)
+            fsdp=-1,  # data parallelism with params sharded along `embed` (ZeRO-3 style)
+            tensor=1,  # Megatron-style tensor parallelism over heads / mlp / vocab
+            rules=[list(rule) for rule in sharding.DEFAULT_RULES],  # (logical axis, mesh axes)
+        )
+    )
+
+
+def model(arg: str) -> ml_collections.ConfigDict:
+    """`config.model` for a size argument: 'tiny' (random init, seconds) or 'smollm2' (the real CPU model)."""
+    if arg not in ("tiny", "smollm2"):
+        raise ValueError(f"unknown size argument {arg!r}; expected 'tiny', 'smollm2' or 'paper'")
+    return ml_collections.ConfigDict(
+        dict(
+            name="tiny" if arg == "tiny" else "smollm2-135m-instruct",  # path, alias, hub id, or 'tiny'
+            dtype="float32",  # parameters and activations; matmuls accumulate in float32 either way
+            scan_layers=True,  # stacked layers under nn.scan; False = one tree per layer
+            scalar_head=False,  # add a value / reward head
+            seed=0,  # initialisation seed of the tiny model
+            # Architecture of the random-init model (byte tokenizer, 259 ids); ignored unless name == 'tiny'.
+            tiny=dict(
+                vocab_size=259,
+                hidden_size=64,
+                intermediate_size=128,
+                num_layers=2,
+                num_heads=4,
+                num_kv_heads=2,
+                head_dim=16,
+                max_position_embeddings=512,
+                bos_token_id=257,
+                eos_token_ids=(258,),
+                pad_token_id=258,
+            ),
+        )
+    )

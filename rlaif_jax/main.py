@@ -1,0 +1,30 @@
+"""The one entry point: `python -m rlaif_jax.main --config=configs/NAME.py:ARG --workdir=DIR [--config.key=value]`.
+
+Parses flags, checks every `--config.` override names an existing key, and runs the pipeline `config.job` names.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from rlaif_jax import config_overrides
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "configs/NAME.py:ARG", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "run directory (config.json, metrics, checkpoints)")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from rlaif_jax import pipelines
+
+    pipelines.run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    config_overrides.check_argv(sys.argv)
+    app.run(main)

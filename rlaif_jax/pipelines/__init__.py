@@ -1,0 +1,15 @@
+"""Pipelines: what `python -m rlaif_jax.main` runs. `config.job` names one; each module has `run(config, workdir)`."""
+
+import importlib
+
+# job name -> module with `run(config, workdir)`; imported only when chosen, so one job does not load the others.
+PIPELINES = {
+    "generate": "rlaif_jax.pipelines.generate",
+}
+
+
+def run(config, workdir: str):
+    """Runs the pipeline named by `config.job` in `workdir`."""
+    if config.job not in PIPELINES:
+        raise ValueError(f"config.job={config.job!r} is not a pipeline; known: {sorted(PIPELINES)}")
+    return importlib.import_module(PIPELINES[config.job]).run(config, workdir)

@@ -1,0 +1,107 @@
+"""The `generate` job: answer a list of prompts, appending one JSON line per completion to generations.jsonl."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+from tqdm import tqdm
+
+from rlaif_jax import sampling, sharding
+from rlaif_jax import workdir as run_dir
+from rlaif_jax.data.tokenize import encode_prompt
+from rlaif_jax.pipelines.model_setup import build_mesh, build_model
+
+GENERATIONS_FILE = "generations.jsonl"
+
+
+def read_prompts(path: str) -> list[str]:
+    """Prompts from a .txt file (one per non-empty line) or a .jsonl file (a string field "prompt" per row)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"prompts_file not found: {path}")
+    prompts = []
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            if not path.endswith(".jsonl"):
+                prompts.append(line.rstrip("\n"))
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from error
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                raise ValueError(f"{path}:{line_number}: expected an object with a string field 'prompt'")
+            prompts.append(row["prompt"])
+    if not prompts:
+        raise ValueError(f"{path}: no prompts")
+    return prompts
+
+
+def _answered(path: str) -> int:
+    """How many prompts generations.jsonl already answers (a torn last line from a crash is dropped)."""
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    complete = [line for line in lines if line.endswith("\n")]
+    if len(complete) != len(lines):
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(complete)
+    return len({json.loads(line)["prompt_index"] for line in complete})
+
+
+def run(config, workdir: str) -> str:
+    """Answers `config.prompts` (or `config.prompts_file`); returns the path of generations.jsonl."""
+    run_dir.write_config(config, workdir)
+    prompts = read_prompts(config.prompts_file) if config.prompts_file else list(config.prompts)
+    output_path = os.path.join(workdir, GENERATIONS_FILE)
+    done = _answered(output_path)
+    if done >= len(prompts):
+        print(f"all {len(prompts)} prompts already answered in {output_path}")
+        return output_path
+
+    mesh = build_mesh(config)
+    rules = sharding.normalize_rules(config.mesh.rules)
+    lm = build_model(config.model, mesh, rules)
+    sampling_config = config.sampling
+    token_ids = []
+    for index, prompt in enumerate(prompts):
+        ids = encode_prompt(lm.tokenizer, prompt, use_chat_template=config.use_chat_template)
+        if len(ids) + sampling_config.max_new_tokens > lm.config.max_position_embeddings:
+            source = config.prompts_file or "config.prompts"
+            raise ValueError(
+                f"{source}: prompt {index} has {len(ids)} tokens; with max_new_tokens="
+                f"{sampling_config.max_new_tokens} it exceeds the context of {lm.config.max_position_embeddings}"
+            )
+        token_ids.append(ids)
+
+    rng = jax.random.key(config.seed)
+    generated_tokens, start = 0, time.perf_counter()
+    with open(output_path, "a", encoding="utf-8") as out, run_dir.MetricsWriter(workdir, tensorboard=False) as metrics:
+        batch_starts = range(done, len(prompts), config.batch_size)
+        for batch_start in tqdm(batch_starts, desc="generating", unit="batch"):
+            batch = list(range(batch_start, min(batch_start + config.batch_size, len(prompts))))
+            result = sampling.generate(
+                lm,
+                [token_ids[i] for i in batch],
+                max_new_tokens=sampling_config.max_new_tokens,
+                temperature=sampling_config.temperature,
+                top_k=sampling_config.top_k,
+                top_p=sampling_config.top_p,
+                num_samples=sampling_config.num_samples,
+                rng=jax.random.fold_in(rng, batch_start),
+            )
+            for row, (text, length) in enumerate(zip(result.texts, result.lengths)):
+                index = batch[row // sampling_config.num_samples]
+                record = dict(prompt_index=index, prompt=prompts[index], completion=text, num_tokens=int(length))
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                print(f"[{index}] {prompts[index]!r}\n    -> {text!r}")
+            out.flush()
+            generated_tokens += int(result.lengths.sum())
+        elapsed = time.perf_counter() - start
+        metrics.write(done, dict(generated_tokens=generated_tokens, tokens_per_s=generated_tokens / elapsed))
+    return output_path
