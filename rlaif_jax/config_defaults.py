@@ -46,3 +46,31 @@ def model(arg: str) -> ml_collections.ConfigDict:
             ),
         )
     )
+
+
+def optimizer(**overrides) -> ml_collections.ConfigDict:
+    """`config.optimizer`: AdamW with global-norm clipping and a warmup + decay schedule."""
+    values = dict(
+        name="adamw",  # 'adamw' or 'sgd'
+        learning_rate=1e-3,  # peak learning rate
+        schedule="cosine",  # 'constant', 'linear' or 'cosine' decay after warmup
+        warmup_steps=0,  # linear warmup from 0
+        final_lr_fraction=0.1,  # decayed learning rate at num_steps, as a fraction of the peak
+        b1=0.9,  # Adam beta1
+        b2=0.95,  # Adam beta2
+        eps=1e-8,  # Adam epsilon
+        weight_decay=0.0,  # decoupled weight decay
+        max_grad_norm=1.0,  # global-norm clipping; 0 = off
+    )
+    values.update(overrides)
+    return ml_collections.ConfigDict(values)
+
+
+def checkpoint(**overrides) -> ml_collections.ConfigDict:
+    """`config.checkpoint`: orbax train-state checkpoints under WORKDIR/checkpoints/."""
+    values = dict(
+        every_steps=10,  # save every this many steps (and at the end)
+        keep=3,  # newest checkpoints kept
+    )
+    values.update(overrides)
+    return ml_collections.ConfigDict(values)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rlaif_jax import config_overrides
@@ -20,6 +20,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     from rlaif_jax import pipelines
 
     pipelines.run(_CONFIG.value, _WORKDIR.value)

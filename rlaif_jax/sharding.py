@@ -31,6 +31,7 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("q_heads", "tensor"),
     ("kv_heads", "tensor"),
     ("head_dim", None),
+    ("qkv", None),
     ("mlp", "tensor"),
     ("norm", None),
 )
@@ -134,3 +135,8 @@ def maybe_initialize_distributed() -> None:
         except RuntimeError as error:  # already initialised, or a single-host SLURM job
             if "already" not in str(error).lower():
                 raise
+
+
+def batch_axes(rules=None) -> Any:
+    """The mesh axes that `activation_batch` maps to (the data-parallel axes)."""
+    return dict(normalize_rules(rules)).get("activation_batch")

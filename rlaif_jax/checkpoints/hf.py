@@ -55,23 +55,35 @@ def params_from_hf_state_dict(
     def layer_stack(suffix: str, convert) -> np.ndarray:
         return np.stack([convert(_take(state, _LAYER.format(i=i) + suffix, source)) for i in range(config.num_layers)])
 
+    group = h // kvh
+
+    def fused_qkv(i: int, kind: str) -> np.ndarray:
+        # HF's [heads * head_dim, hidden] rows -> ours [hidden, kv_heads, group + 2, head_dim] (queries, key, value).
+        prefix = _LAYER.format(i=i) + "self_attn."
+        parts = [_take(state, f"{prefix}{name}_proj.{kind}", source) for name in ("q", "k", "v")]
+        if kind == "weight":
+            q, k, v = (p.T.reshape(d, kvh, -1, hd) for p in parts)
+            return np.concatenate([q, k, v], axis=2)
+        q, k, v = (p.reshape(kvh, -1, hd) for p in parts)
+        return np.concatenate([q, k, v], axis=1)
+
+    def gate_up(i: int) -> np.ndarray:
+        prefix = _LAYER.format(i=i) + "mlp."
+        return np.stack([_take(state, f"{prefix}{name}_proj.weight", source).T for name in ("gate", "up")], axis=1)
+
+    layers = range(config.num_layers)
     attention = {
-        "q_proj": layer_stack("self_attn.q_proj.weight", lambda w: w.T.reshape(d, h, hd)),
-        "k_proj": layer_stack("self_attn.k_proj.weight", lambda w: w.T.reshape(d, kvh, hd)),
-        "v_proj": layer_stack("self_attn.v_proj.weight", lambda w: w.T.reshape(d, kvh, hd)),
+        "qkv_proj": np.stack([fused_qkv(i, "weight") for i in layers]),
         "o_proj": layer_stack("self_attn.o_proj.weight", lambda w: w.T.reshape(h, hd, d)),
     }
     if config.attention_bias:
-        attention["q_bias"] = layer_stack("self_attn.q_proj.bias", lambda b: b.reshape(h, hd))
-        attention["k_bias"] = layer_stack("self_attn.k_proj.bias", lambda b: b.reshape(kvh, hd))
-        attention["v_bias"] = layer_stack("self_attn.v_proj.bias", lambda b: b.reshape(kvh, hd))
+        attention["qkv_bias"] = np.stack([fused_qkv(i, "bias") for i in layers])
     params = {
         "embedding": _take(state, "model.embed_tokens.weight", source),
         "layers": {
             "attention": attention,
             "mlp": {
-                "gate_proj": layer_stack("mlp.gate_proj.weight", np.transpose),
-                "up_proj": layer_stack("mlp.up_proj.weight", np.transpose),
+                "gate_up_proj": np.stack([gate_up(i) for i in layers]),
                 "down_proj": layer_stack("mlp.down_proj.weight", np.transpose),
             },
             "input_norm": {"scale": layer_stack("input_layernorm.weight", lambda w: w)},
@@ -100,20 +112,24 @@ def hf_state_dict_from_params(params: Mapping[str, Any], config: ModelConfig) ->
     }
     if not config.tie_word_embeddings:
         state["lm_head.weight"] = host(np.asarray(params["lm_head"]).T)
+    group = h // kvh
+    qkv, gate_up = np.asarray(layers["attention"]["qkv_proj"]), np.asarray(layers["mlp"]["gate_up_proj"])
     per_layer = {
-        "self_attn.q_proj.weight": (layers["attention"]["q_proj"], lambda w: w.reshape(d, h * hd).T),
-        "self_attn.k_proj.weight": (layers["attention"]["k_proj"], lambda w: w.reshape(d, kvh * hd).T),
-        "self_attn.v_proj.weight": (layers["attention"]["v_proj"], lambda w: w.reshape(d, kvh * hd).T),
+        "self_attn.q_proj.weight": (qkv[:, :, :, :group], lambda w: w.reshape(d, h * hd).T),
+        "self_attn.k_proj.weight": (qkv[:, :, :, group], lambda w: w.reshape(d, kvh * hd).T),
+        "self_attn.v_proj.weight": (qkv[:, :, :, group + 1], lambda w: w.reshape(d, kvh * hd).T),
         "self_attn.o_proj.weight": (layers["attention"]["o_proj"], lambda w: w.reshape(h * hd, d).T),
-        "mlp.gate_proj.weight": (layers["mlp"]["gate_proj"], np.transpose),
-        "mlp.up_proj.weight": (layers["mlp"]["up_proj"], np.transpose),
+        "mlp.gate_proj.weight": (gate_up[:, :, 0], np.transpose),
+        "mlp.up_proj.weight": (gate_up[:, :, 1], np.transpose),
         "mlp.down_proj.weight": (layers["mlp"]["down_proj"], np.transpose),
         "input_layernorm.weight": (layers["input_norm"]["scale"], lambda w: w),
         "post_attention_layernorm.weight": (layers["post_attention_norm"]["scale"], lambda w: w),
     }
     if config.attention_bias:
-        for name in ("q", "k", "v"):
-            per_layer[f"self_attn.{name}_proj.bias"] = (layers["attention"][f"{name}_bias"], lambda b: b.reshape(-1))
+        bias = np.asarray(layers["attention"]["qkv_bias"])
+        per_layer["self_attn.q_proj.bias"] = (bias[:, :, :group], lambda b: b.reshape(-1))
+        per_layer["self_attn.k_proj.bias"] = (bias[:, :, group], lambda b: b.reshape(-1))
+        per_layer["self_attn.v_proj.bias"] = (bias[:, :, group + 1], lambda b: b.reshape(-1))
     for suffix, (stacked, convert) in per_layer.items():
         stacked = np.asarray(stacked)
         for i in range(config.num_layers):

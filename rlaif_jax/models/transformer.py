@@ -110,17 +110,15 @@ class Attention(nn.Module):
         cfg = self.config
         dtype = parse_dtype(cfg.dtype)
         d, h, kvh, hd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        q = _matmul("bsd,dhk->bshk", x, self._projection("q_proj", (d, h, hd), ("embed", "q_heads", "head_dim")), dtype)
-        k = _matmul(
-            "bsd,dhk->bshk", x, self._projection("k_proj", (d, kvh, hd), ("embed", "kv_heads", "head_dim")), dtype
-        )
-        v = _matmul(
-            "bsd,dhk->bshk", x, self._projection("v_proj", (d, kvh, hd), ("embed", "kv_heads", "head_dim")), dtype
-        )
+        group = h // kvh
+        # One fused projection: for each kv head, its `group` query heads, then its key, then its value.
+        qkv_axes = ("embed", "kv_heads", "qkv", "head_dim")
+        qkv = _matmul("bsd,dkcf->bskcf", x, self._projection("qkv_proj", (d, kvh, group + 2, hd), qkv_axes), dtype)
         if cfg.attention_bias:
-            q = q + self._bias("q_bias", (h, hd), ("q_heads", "head_dim")).astype(dtype)
-            k = k + self._bias("k_bias", (kvh, hd), ("kv_heads", "head_dim")).astype(dtype)
-            v = v + self._bias("v_bias", (kvh, hd), ("kv_heads", "head_dim")).astype(dtype)
+            qkv = qkv + self._bias("qkv_bias", (kvh, group + 2, hd), qkv_axes[1:]).astype(dtype)
+        batch, seq = x.shape[:2]
+        q = qkv[:, :, :, :group].reshape(batch, seq, h, hd)  # query head kv * group + g, as in HF's repeat_kv
+        k, v = qkv[:, :, :, group], qkv[:, :, :, group + 1]  # [batch, seq, kv_heads, head_dim]
         inv_freq = rope_inverse_frequencies(hd, cfg.rope_theta, cfg.rope_llama3_scaling)
         q = apply_rope(q, positions, inv_freq)
         k = apply_rope(k, positions, inv_freq)
@@ -134,8 +132,7 @@ class Attention(nn.Module):
             k = jax.lax.dynamic_index_in_dim(cache_k, layer, axis=0, keepdims=False).astype(dtype)
             v = jax.lax.dynamic_index_in_dim(cache_v, layer, axis=0, keepdims=False).astype(dtype)
 
-        batch, seq = x.shape[:2]
-        q = q.reshape(batch, seq, kvh, h // kvh, hd)
+        q = q.reshape(batch, seq, kvh, group, hd)
         scores = jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32) * (hd**-0.5)
         probs = jax.nn.softmax(scores + mask_bias, axis=-1)
         out = jnp.einsum("bkgst,btkd->bskgd", probs.astype(dtype), v, preferred_element_type=jnp.float32)
@@ -158,8 +155,8 @@ class MLP(nn.Module):
         def kernel(name, shape, axes):
             return self.param(name, nn.with_logical_partitioning(_KERNEL_INIT, axes), shape, param_dtype)
 
-        gate = _matmul("bsd,df->bsf", x, kernel("gate_proj", (d, f), ("embed", "mlp")), dtype)
-        up = _matmul("bsd,df->bsf", x, kernel("up_proj", (d, f), ("embed", "mlp")), dtype)
+        gate_up = _matmul("bsd,dcf->bscf", x, kernel("gate_up_proj", (d, 2, f), ("embed", None, "mlp")), dtype)
+        gate, up = gate_up[:, :, 0], gate_up[:, :, 1]
         hidden = nn.with_logical_constraint(
             jax.nn.silu(gate) * up, ("activation_batch", "activation_length", "activation_mlp")
         )

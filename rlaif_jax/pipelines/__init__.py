@@ -5,6 +5,7 @@ import importlib
 # job name -> module with `run(config, workdir)`; imported only when chosen, so one job does not load the others.
 PIPELINES = {
     "generate": "rlaif_jax.pipelines.generate",
+    "sft": "rlaif_jax.pipelines.sft",
 }
 
 

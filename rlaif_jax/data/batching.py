@@ -1,0 +1,24 @@
+"""Deterministic batch order: the examples of step t are a pure function of (seed, t), so resuming is exact."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of epoch `epoch`: `[num_examples]` int64."""
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def batch_indices(num_examples: int, batch_size: int, step: int, seed: int) -> np.ndarray:
+    """Example indices `[batch_size]` of step `step` (0-based), walking through shuffled epochs back to back;
+    a batch that crosses an epoch boundary takes the rest of one epoch and the start of the next."""
+    positions = step * batch_size + np.arange(batch_size)
+    epochs, offsets = np.divmod(positions, num_examples)
+    permutations = {int(epoch): epoch_permutation(num_examples, seed, int(epoch)) for epoch in np.unique(epochs)}
+    return np.array([permutations[int(epoch)][offset] for epoch, offset in zip(epochs, offsets)])
+
+
+def gather(arrays: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows `indices` of every array."""
+    return {name: array[indices] for name, array in arrays.items()}

@@ -1,0 +1,73 @@
+"""SFT examples: (prompt, response) rows tokenised with the chat template and padded into fixed-length arrays."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rlaif_jax.data.tokenize import encode_prompt
+
+
+@dataclasses.dataclass
+class TokenizedExamples:
+    """Right-padded arrays `[num_examples, max_length]`: tokens (int32), attention_mask and loss_mask (bool; the
+    response and its EOS), with how many rows were truncated (response cut) or dropped (prompt too long)."""
+
+    arrays: dict[str, np.ndarray]
+    num_truncated: int
+    num_dropped: int
+
+    def __len__(self) -> int:
+        return len(self.arrays["tokens"])
+
+
+def tokenize_prompt_response(
+    rows: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    *,
+    max_length: int,
+    use_chat_template: bool,
+    prompt_field: str = "prompt",
+    response_field: str = "response",
+) -> TokenizedExamples:
+    """Tokenises `rows` as prompt (chat-template user turn) + response + EOS.
+
+    A response that does not fit is cut at `max_length` (counted); a row whose prompt leaves no room for one
+    response token is dropped (counted). Both counts are logged.
+    """
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    tokens = np.full((len(rows), max_length), pad, np.int32)
+    attention_mask = np.zeros((len(rows), max_length), bool)
+    loss_mask = np.zeros((len(rows), max_length), bool)
+    kept, truncated, dropped = 0, 0, 0
+    for row in rows:
+        prompt_ids = encode_prompt(tokenizer, row[prompt_field], use_chat_template=use_chat_template)
+        response_ids = list(tokenizer(row[response_field], add_special_tokens=False)["input_ids"]) + [eos]
+        if len(prompt_ids) >= max_length:
+            dropped += 1
+            continue
+        ids = prompt_ids + response_ids
+        if len(ids) > max_length:
+            truncated += 1
+            ids = ids[:max_length]
+        tokens[kept, : len(ids)] = ids
+        attention_mask[kept, : len(ids)] = True
+        loss_mask[kept, len(prompt_ids) : len(ids)] = True
+        kept += 1
+    if truncated or dropped:
+        logging.warning(
+            "tokenising %d rows at max_length=%d: %d responses truncated, %d rows dropped (prompt too long)",
+            len(rows),
+            max_length,
+            truncated,
+            dropped,
+        )
+    if kept == 0:
+        raise ValueError(f"every one of {len(rows)} rows was dropped: prompts longer than max_length={max_length}")
+    arrays = {"tokens": tokens[:kept], "attention_mask": attention_mask[:kept], "loss_mask": loss_mask[:kept]}
+    return TokenizedExamples(arrays, truncated, dropped)

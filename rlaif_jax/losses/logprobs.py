@@ -1,0 +1,31 @@
+"""Token log-probabilities and masked reductions shared by the loss files."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """log p(targets) under `logits`, in float32 (log-softmax upcast: bf16 logits stay finite).
+
+    logits: [batch, seq, vocab]; targets: int [batch, seq]. Returns [batch, seq].
+    """
+    logprobs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return jnp.take_along_axis(logprobs, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def next_token_logprobs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+    """log p(tokens[:, t + 1] | tokens[:, :t + 1]) for t < seq - 1: `[batch, seq - 1]` from logits `[batch, seq, vocab]`."""
+    return token_logprobs(logits[:, :-1], tokens[:, 1:])
+
+
+def masked_sum(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Sum of `values` where `mask` (any shape they share); padding values, even +-inf or NaN, never leak in."""
+    return jnp.sum(jnp.where(mask.astype(bool), values, 0.0))
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of `values` over `mask`; 0 when the mask is empty."""
+    count = jnp.sum(mask.astype(jnp.float32))
+    return masked_sum(values, mask) / jnp.maximum(count, 1.0)

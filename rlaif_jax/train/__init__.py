@@ -1,0 +1,1 @@
+"""The shared train step, optimizers and the training loops built on them."""
