@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 from rlaif_jax import sharding
@@ -74,3 +77,52 @@ def checkpoint(**overrides) -> ml_collections.ConfigDict:
     )
     values.update(overrides)
     return ml_collections.ConfigDict(values)
+
+
+def rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
+    """`config.rl` of the online RL job for the tiny toy task or the SmolLM2 sentiment task."""
+    tiny = arg == "tiny"
+    return ml_collections.ConfigDict(
+        dict(
+            algorithm=algorithm,  # 'ppo', 'reinforce' (RLAIF App. F) or 'rloo'
+            task="toy" if tiny else "sentiment",  # prompt source: 'toy' reversal or 'sentiment' reviews
+            reward="toy" if tiny else "sentiment",  # reward the policy is trained on
+            gold_reward="toy" if tiny else "sentiment",  # judge of the evaluation (held-out prompts)
+            use_chat_template=not tiny,  # prompts as a chat user turn
+            max_prompt_length=16 if tiny else 64,  # prompts are left-padded to this many tokens
+            max_new_tokens=8 if tiny else 48,  # response length cap
+            temperature=1.0,  # rollout sampling temperature
+            eval_temperature=1.0,  # evaluation sampling temperature
+            eval_prompts=64 if tiny else 32,  # held-out prompts scored at start and end
+            prompts_per_rollout=32 if tiny else 16,  # prompts sampled per iteration
+            samples_per_prompt=4,  # RLOO's k (other algorithms draw one sample per prompt)
+            minibatch_size=32 if tiny else 16,  # sequences per optimizer step
+            epochs=2 if algorithm == "ppo" else 1,  # passes over each rollout
+            kl_coef=0.05 if algorithm != "ppo" else 0.02,  # β of the KL penalty
+            kl_estimator="k1",  # per-token KL estimator in the PPO reward: 'k1', 'k2', 'k3', 'abs'
+            adaptive_kl=False,  # Ziegler et al. adaptive KL controller
+            kl_target=6.0,  # adaptive controller: target sequence KL
+            kl_horizon=10000,  # adaptive controller: horizon (in sequences)
+            gamma=1.0,  # PPO GAE discount
+            lam=0.95,  # PPO GAE lambda
+            clip_ratio=0.2,  # PPO policy clip ε
+            value_clip=0.2,  # PPO value clip
+            value_coef=0.5,  # weight of the value loss
+            entropy_coef=0.0,  # entropy bonus
+            ptx_coef=0.0,  # PPO-ptx γ (pretraining log-likelihood weight)
+        )
+    )
+
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def load_config_file(name: str, arg: str) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of `configs/NAME.py` (for a pipeline that runs another stage first, e.g. SFT before RL)."""
+    path = os.path.join(CONFIGS_DIR, f"{name}.py")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no config file {path}")
+    spec = importlib.util.spec_from_file_location(f"rlaif_jax_configs_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)

@@ -200,3 +200,11 @@ class MetricsWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def write_json(workdir: str, name: str, value: Any) -> str:
+    """Writes `value` as `workdir/name` (indented JSON, atomically); returns the path."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, name)
+    _atomic_write(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+    return path

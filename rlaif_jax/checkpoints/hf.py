@@ -55,8 +55,6 @@ def params_from_hf_state_dict(
     def layer_stack(suffix: str, convert) -> np.ndarray:
         return np.stack([convert(_take(state, _LAYER.format(i=i) + suffix, source)) for i in range(config.num_layers)])
 
-    group = h // kvh
-
     def fused_qkv(i: int, kind: str) -> np.ndarray:
         # HF's [heads * head_dim, hidden] rows -> ours [hidden, kv_heads, group + 2, head_dim] (queries, key, value).
         prefix = _LAYER.format(i=i) + "self_attn."

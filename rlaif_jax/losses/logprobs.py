@@ -16,7 +16,10 @@ def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def next_token_logprobs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
-    """log p(tokens[:, t + 1] | tokens[:, :t + 1]) for t < seq - 1: `[batch, seq - 1]` from logits `[batch, seq, vocab]`."""
+    """log p(tokens[:, t + 1] | tokens[:, : t + 1]) for t < seq - 1.
+
+    logits: [batch, seq, vocab]; tokens: int [batch, seq]. Returns [batch, seq - 1].
+    """
     return token_logprobs(logits[:, :-1], tokens[:, 1:])
 
 
@@ -29,3 +32,19 @@ def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     """Mean of `values` over `mask`; 0 when the mask is empty."""
     count = jnp.sum(mask.astype(jnp.float32))
     return masked_sum(values, mask) / jnp.maximum(count, 1.0)
+
+
+def response_logprobs(module, params, tokens: jax.Array, attention_mask: jax.Array, prompt_length: int):
+    """log π(response token j) for a `[n, P + R]` sequence whose response starts at `prompt_length` = P.
+
+    Returns (logprobs [n, R], response logits [n, R, vocab]); token j is scored by the logits at P - 1 + j.
+    """
+    logits = module.apply({"params": params}, tokens, attention_mask=attention_mask)
+    response_logits = logits[:, prompt_length - 1 : -1]
+    return token_logprobs(response_logits, tokens[:, prompt_length:]), response_logits
+
+
+def response_values(value_module, params, tokens: jax.Array, attention_mask: jax.Array, prompt_length: int):
+    """The scalar head before each response token: `[n, R]` (position P - 1 + j is the state before token j)."""
+    scores = value_module.apply({"params": params}, tokens, attention_mask=attention_mask, method=value_module.scalar)
+    return scores[:, prompt_length - 1 : -1]

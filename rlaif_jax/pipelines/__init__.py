@@ -6,6 +6,7 @@ import importlib
 PIPELINES = {
     "generate": "rlaif_jax.pipelines.generate",
     "sft": "rlaif_jax.pipelines.sft",
+    "online_rl": "rlaif_jax.pipelines.online_rl",
 }
 
 

@@ -127,6 +127,7 @@ def make_train_step(
             return jax.tree.map(lambda n, o: jnp.where(apply, n, o), new, old)
 
         new_state = {
+            **state,  # extra entries (e.g. an adaptive KL coefficient) ride along untouched
             "step": state["step"] + 1,
             "params": keep_if_skipped(new_params, params),
             "opt_state": keep_if_skipped(new_opt_state, state["opt_state"]),
