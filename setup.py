@@ -24,6 +24,8 @@ setuptools.setup(
         "tqdm",
         "tensorboardX",
         "absl-py",
+        "vaderSentiment",  # gold judge of the sentiment task (ships its lexicon)
+        "sacrebleu",  # BLEU / chrF rewards (ReST)
     ],
     extras_require={
         # torch is only the numerical reference in tests (pip install torch==2.13.0 takes the local CPU build).

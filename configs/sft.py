@@ -30,7 +30,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             use_chat_template=arg != "tiny",  # wrap prompts in the tokenizer's chat template
             seed=0,  # shuffling seed (batch of step t is a function of seed and t)
             toy_num_rows=2048,  # toy task: number of demonstrations
-            toy_noise=0.3,  # toy task: per-letter corruption of demonstrations
+            toy_noise=0.5,  # toy task: probability that a demonstration letter is wrong
         )
     )
     config.train = ml_collections.ConfigDict(

@@ -85,7 +85,7 @@ def rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
             algorithm=algorithm,  # 'ppo', 'reinforce' (RLAIF App. F) or 'rloo'
-            task="toy" if tiny else "sentiment",  # prompt source: 'toy' reversal or 'sentiment' reviews
+            task="toy" if tiny else "sentiment",  # prompt source: 'toy' letters or 'sentiment' reviews
             reward="toy" if tiny else "sentiment",  # reward the policy is trained on
             gold_reward="toy" if tiny else "sentiment",  # judge of the evaluation (held-out prompts)
             use_chat_template=not tiny,  # prompts as a chat user turn

@@ -1,7 +1,8 @@
-"""The CPU-fast toy task: reverse a short string of letters. Its gold reward is computed, not learned.
+"""The CPU-fast toy task with a computed gold reward: write letters that match the one the prompt names.
 
-Prompt `reverse: cabd` -> ideal response `dbac`. Demonstrations are corrupted with probability `noise` per letter,
-so a model fine-tuned on them starts below the best reward and RL has room to climb.
+Prompt `letter: c` -> the ideal response is `cccccc` (RESPONSE_LETTERS letters). In the demonstrations each letter is
+replaced by a random other letter with probability `noise`, so a model fine-tuned on them imitates the noise: it
+starts well below the best reward, and RL (or best-of-N, DPO, ...) has room to climb at a measurable KL.
 """
 
 from __future__ import annotations
@@ -9,26 +10,27 @@ from __future__ import annotations
 import numpy as np
 
 LETTERS = "abcdefgh"
-PROMPT_PREFIX = "reverse: "
+PROMPT_PREFIX = "letter: "
+RESPONSE_LETTERS = 6
 
 
-def toy_rows(num_rows: int, *, seed: int, noise: float = 0.0, min_letters: int = 3, max_letters: int = 6) -> list[dict]:
-    """`num_rows` {'prompt', 'response'} demonstrations; each response letter is replaced at random w.p. `noise`."""
+def toy_rows(num_rows: int, *, seed: int, noise: float = 0.0) -> list[dict]:
+    """`num_rows` {'prompt', 'response'} demonstrations; each response letter is wrong with probability `noise`."""
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(num_rows):
-        word = "".join(rng.choice(list(LETTERS), size=rng.integers(min_letters, max_letters + 1)))
-        target = [rng.choice(list(LETTERS)) if rng.random() < noise else letter for letter in word[::-1]]
-        rows.append({"prompt": PROMPT_PREFIX + word, "response": "".join(target)})
+        target = LETTERS[rng.integers(len(LETTERS))]
+        others = [letter for letter in LETTERS if letter != target]
+        response = [
+            others[rng.integers(len(others))] if rng.random() < noise else target for _ in range(RESPONSE_LETTERS)
+        ]
+        rows.append({"prompt": PROMPT_PREFIX + target, "response": "".join(response)})
     return rows
 
 
 def toy_reward(prompt: str, response: str) -> float:
-    """Gold reward in [0, 1]: the fraction of the reversed word's positions the response gets right, divided by
-    max(len(target), len(response)) so that padding the answer with extra letters does not pay."""
-    target = prompt[len(PROMPT_PREFIX) :][::-1]
+    """Gold reward in [0, 1]: letters of the response equal to the prompt's letter, divided by
+    max(RESPONSE_LETTERS, len(response)) so that longer answers do not pay."""
+    target = prompt[len(PROMPT_PREFIX) :].strip()
     response = response.strip()
-    if not response:
-        return 0.0
-    correct = sum(a == b for a, b in zip(target, response))
-    return correct / max(len(target), len(response))
+    return sum(letter == target for letter in response) / max(RESPONSE_LETTERS, len(response))

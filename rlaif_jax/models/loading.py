@@ -187,13 +187,15 @@ def load(
         directory = path
         with open(os.path.join(path, "config.json")) as f:
             hf_config = json.load(f)
-        state = hf_checkpoint.read_safetensors(path)
+        state = None  # read only once the architecture is known to be supported
     else:
         raise ValueError(f"{path}: expected an HF model directory or a .gguf file")
     try:
         config = model_config.from_hf_dict(hf_config, **overrides)
     except (KeyError, ValueError) as error:
         raise ValueError(f"{path}: {error}") from error
+    if state is None:
+        state = hf_checkpoint.read_safetensors(path)
     host_params = hf_checkpoint.params_from_hf_state_dict(state, config, source=path)
     if scalar_head:
         head_path = os.path.join(directory, "scalar_head.safetensors")
@@ -229,7 +231,7 @@ def save_hf(lm: LanguageModel, directory: str) -> None:
         hf_checkpoint.hf_state_dict_from_params(params, lm.config), os.path.join(directory, "model.safetensors")
     )
     if lm.config.scalar_head:
-        head = {k: np.ascontiguousarray(np.asarray(v)) for k, v in params["scalar_head"].items()}
+        head = {k: np.array(v) for k, v in params["scalar_head"].items()}  # keeps the bias 0-d
         hf_checkpoint.write_safetensors(head, os.path.join(directory, "scalar_head.safetensors"))
     hf_config = model_config.to_hf_dict(lm.config)
     hf_config["dtype"] = lm.config.param_dtype

@@ -35,7 +35,7 @@ ALGORITHMS = ("ppo", "reinforce", "rloo")
 
 
 def task_prompts(task: str, split: str, seed: int) -> list[str]:
-    """Prompt texts of a task: 'toy' (reversal; 'train' and 'held_out' draw different seeds) or 'sentiment'."""
+    """Prompt texts of a task: 'toy' (letters; 'train' and 'held_out' draw different seeds) or 'sentiment'."""
     if task == "toy":
         return [row["prompt"] for row in toy_rows(256, seed=seed + (0 if split == "train" else 10_000))]
     if task == "sentiment":

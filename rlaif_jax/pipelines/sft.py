@@ -24,7 +24,7 @@ from rlaif_jax.train.step import init_train_state, make_train_step, train_state_
 
 
 def load_sft_examples(data_config, tokenizer) -> TokenizedExamples:
-    """`config.data.train_file` (JSONL with prompt/response columns) or, if it is 'toy', the toy reversal task."""
+    """`config.data.train_file` (JSONL with prompt/response columns) or, if it is 'toy', the toy letters task."""
     if data_config.train_file == "toy":
         rows = toy_rows(data_config.toy_num_rows, seed=data_config.seed, noise=data_config.toy_noise)
     else:

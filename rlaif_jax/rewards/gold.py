@@ -1,4 +1,4 @@
-"""Programmatic gold rewards: the toy reversal task and VADER sentiment (the DPO paper's controlled-sentiment task)."""
+"""Programmatic gold rewards: the toy letters task and VADER sentiment (the DPO paper's controlled-sentiment task)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rlaif_jax.data.toy import toy_reward
 
 
 def toy_rewards(prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
-    """Gold reward of the toy reversal task for each (prompt, completion): `[n]` in [0, 1]."""
+    """Gold reward of the toy letters task for each (prompt, completion): `[n]` in [0, 1]."""
     return np.array([toy_reward(p, c) for p, c in zip(prompts, completions)], np.float32)
 
 

@@ -1,0 +1,85 @@
+"""Greedy decoding against `transformers`' own `generate(do_sample=False)`."""
+
+import numpy as np
+import pytest
+import torch
+
+from rlaif_jax import models, sampling
+
+NEW_TOKENS = 32
+
+QUESTIONS = [  # varied lengths, so the batch is genuinely left-padded
+    "Hi!",
+    "What is 2 + 2?",
+    "Name the capital of Japan.",
+    "Give me three tips for staying focused while studying at home.",
+    "Translate 'good morning' into French and Spanish.",
+    "Write a short poem about autumn leaves falling in a quiet park at dusk, with a rhyme in every second line.",
+    "Explain in simple terms why the sky is blue.",
+    "List the planets of the solar system in order from the sun, and say which one is the largest.",
+    "What is a prime number? Give two examples.",
+]
+
+
+def _hf_greedy(model, prompt: list[int], max_new_tokens: int, eos: int | None) -> list[int]:
+    """HF's greedy completion of one unpadded prompt, cut after its first `eos` (if any)."""
+    with torch.no_grad():
+        out = model.generate(
+            torch.tensor([prompt]),
+            attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
+    completion = out[0, len(prompt) :].tolist()
+    if eos is not None and eos in completion:
+        completion = completion[: completion.index(eos) + 1]
+    return completion
+
+
+def _ours_up_to_stop(out, row: int) -> list[int]:
+    return out.tokens[row, : out.lengths[row]].tolist()
+
+
+@pytest.mark.slow
+def test_smollm2_greedy_matches_hf_generate(smollm2, smollm2_hf, chat_prompt_ids, record_diff):
+    prompts = [chat_prompt_ids(smollm2.tokenizer, question) for question in QUESTIONS]
+    assert len({len(p) for p in prompts}) >= 6
+    eos = smollm2.config.eos_token_ids[0]
+    assert smollm2_hf.generation_config.eos_token_id in (eos, [eos])
+    ours = sampling.generate(smollm2, prompts, max_new_tokens=NEW_TOKENS, rng=None, temperature=0.0)
+    assert ours.tokens.shape == (len(prompts), NEW_TOKENS)
+    mismatches, finished = [], 0
+    for row, prompt in enumerate(prompts):
+        reference = _hf_greedy(smollm2_hf, prompt, NEW_TOKENS, eos)
+        mine = _ours_up_to_stop(ours, row)
+        finished += reference[-1] == eos
+        if mine != reference:
+            mismatches.append((QUESTIONS[row], mine, reference))
+        # Our texts are the decoded completions without special tokens.
+        assert ours.texts[row] == smollm2.tokenizer.decode(reference, skip_special_tokens=True)
+    record_diff("SmolLM2 greedy rows differing from HF", len(mismatches), 0)
+    assert not mismatches, mismatches
+    record_diff("SmolLM2 rows ending in EOS before 32 tokens", finished, 1, ">=")
+    assert finished >= 1  # at least one short answer exercised the EOS cut-off
+    assert np.all(ours.logprobs[ours.tokens != smollm2.config.pad_token_id] <= 0)
+
+
+def test_tiny_llama_greedy_matches_hf_generate(tiny_hf_llama):
+    path, hf_model = tiny_hf_llama("llama_untied", seed=5)
+    hf_model.generation_config.eos_token_id = None  # no EOS on either side: compare all 32 tokens
+    hf_model.generation_config.pad_token_id = 0
+    lm = models.load(path)
+    assert lm.tokenizer is None
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(3, 128, size=n).tolist() for n in (1, 2, 5, 9, 14, 20, 31, 40)]
+    ours = sampling.generate(lm, prompts, max_new_tokens=NEW_TOKENS, rng=None, temperature=0.0, stop_tokens=[])
+    assert ours.texts is None
+    np.testing.assert_array_equal(ours.lengths, NEW_TOKENS)
+    for row, prompt in enumerate(prompts):
+        reference = _hf_greedy(hf_model, prompt, NEW_TOKENS, eos=None)
+        assert len(reference) == NEW_TOKENS
+        assert ours.tokens[row].tolist() == reference, f"prompt {row} (length {len(prompt)})"
+    assert len({tuple(row) for row in ours.tokens.tolist()}) == len(prompts)
