@@ -21,7 +21,9 @@ def test_collator_exact_arrays_with_eos_equal_to_pad():
         max_length=6,
         use_chat_template=False,
     )
-    np.testing.assert_array_equal(examples.arrays["tokens"], [[97, 98, 99, EOS, EOS, EOS], [120, 121, 122, EOS, EOS, EOS]])
+    np.testing.assert_array_equal(
+        examples.arrays["tokens"], [[97, 98, 99, EOS, EOS, EOS], [120, 121, 122, EOS, EOS, EOS]]
+    )
     np.testing.assert_array_equal(examples.arrays["attention_mask"], [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 0]])
     # The EOS that ends the response is a target even though pad == eos; the padding after it is not.
     np.testing.assert_array_equal(examples.arrays["loss_mask"], [[0, 0, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0]])
@@ -29,7 +31,11 @@ def test_collator_exact_arrays_with_eos_equal_to_pad():
 
 def test_truncated_and_dropped_rows_are_counted():
     tokenizer = byte_tokenizer()
-    rows = [{"prompt": "abcdef", "response": "g"}, {"prompt": "ab", "response": "cdefgh"}, {"prompt": "a", "response": "b"}]
+    rows = [
+        {"prompt": "abcdef", "response": "g"},
+        {"prompt": "ab", "response": "cdefgh"},
+        {"prompt": "a", "response": "b"},
+    ]
     examples = tokenize_prompt_response(rows, tokenizer, max_length=5, use_chat_template=False)
     assert (examples.num_dropped, examples.num_truncated, len(examples)) == (1, 1, 2)
     np.testing.assert_array_equal(examples.arrays["tokens"][0], [97, 98, 99, 100, 101])

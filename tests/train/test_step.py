@@ -10,8 +10,16 @@ from rlaif_jax.losses.sft import sft_loss_fn
 from rlaif_jax.models.loading import abstract_params
 from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
 
-CONFIG = models.ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
-                            num_kv_heads=2, head_dim=8, max_position_embeddings=64)
+CONFIG = models.ModelConfig(
+    vocab_size=64,
+    hidden_size=32,
+    intermediate_size=64,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+    max_position_embeddings=64,
+)
 
 
 def make_batch(batch_size=8, seq=12, seed=1):
@@ -30,8 +38,14 @@ def run_steps(batch, *, accumulation_steps=1, mesh=None, num_steps=3, loss_fn=No
     state = init_train_state(lm.params, optimizer)
     if shardings is not None:
         state = jax.device_put(state, shardings)
-    step = make_train_step(loss_fn or sft_loss_fn(lm.module), optimizer, accumulation_steps=accumulation_steps,
-                           mesh=mesh, rules=lm.rules, state_shardings=shardings)
+    step = make_train_step(
+        loss_fn or sft_loss_fn(lm.module),
+        optimizer,
+        accumulation_steps=accumulation_steps,
+        mesh=mesh,
+        rules=lm.rules,
+        state_shardings=shardings,
+    )
     losses = []
     for _ in range(num_steps):
         state, metrics = step(state, batch, jax.random.key(0))
@@ -49,8 +63,9 @@ def test_batch_8_equals_batch_4_times_accumulation_2():
     # Parameters after SGD steps (Adam would magnify float noise in near-zero gradients) agree too.
     _, plain_state = run_steps(batch, optimizer=optax.sgd(0.5))
     _, accumulated_state = run_steps(batch, accumulation_steps=2, optimizer=optax.sgd(0.5))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), plain_state["params"],
-                 accumulated_state["params"])
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), plain_state["params"], accumulated_state["params"]
+    )
 
 
 def test_same_step_on_one_device_and_2x4_mesh():
@@ -62,8 +77,9 @@ def test_same_step_on_one_device_and_2x4_mesh():
     np.testing.assert_allclose(meshed, single, rtol=1e-5)
     kernel = meshed_state["params"]["layers"]["mlp"]["gate_up_proj"]  # [layers, embed, 2, mlp]
     assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", None, "tensor")
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), single_state["params"],
-                 meshed_state["params"])
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), single_state["params"], meshed_state["params"]
+    )
     # Three Adam steps: the losses still agree.
     np.testing.assert_allclose(run_steps(batch, mesh=mesh)[0], run_steps(batch, mesh=single_device)[0], rtol=1e-5)
 
