@@ -71,9 +71,8 @@ def to_markdown(rows: list[dict]) -> str:
         "|---|---|---|---|---|",
     ]
     for row in rows:
-        lines.append(
-            f"| {row['method']} | {row['steps']} | {row['start_gold']:.3f} | {row['end_gold']:.3f} | {row['end_kl']:.2f} |"
-        )
+        gold = f"{row['start_gold']:.3f} | {row['end_gold']:.3f}"
+        lines.append(f"| {row['method']} | {row['steps']} | {gold} | {row['end_kl']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
