@@ -15,11 +15,11 @@ import os
 
 from rlaif_jax import config_defaults, pipelines
 
-METHODS = {  # name -> (config file, overrides)
-    "REINFORCE (RLAIF App. F)": ("reinforce", {}),
-    "RLOO (k=4)": ("rloo", {}),
-    "PPO": ("ppo", {}),
-    "PPO-ptx (γ=1)": ("ppo", {"rl.ptx_coef": 1.0}),
+METHODS = {  # name -> (run directory, config file, overrides)
+    "REINFORCE (RLAIF App. F)": ("reinforce", "reinforce", {}),
+    "RLOO (k=4)": ("rloo", "rloo", {}),
+    "PPO": ("ppo", "ppo", {}),
+    "PPO-ptx (γ=1)": ("ppo_ptx", "ppo", {"rl.ptx_coef": 1.0}),
 }
 
 
@@ -41,7 +41,7 @@ def run(workdir: str, smoke: bool) -> list[dict]:
     if not os.path.exists(os.path.join(sft_dir, "hf_model", "config.json")):
         pipelines.run(sft_config, sft_dir)
     rows = []
-    for name, (config_name, overrides) in METHODS.items():
+    for name, (run_name, config_name, overrides) in METHODS.items():
         config = config_defaults.load_config_file(config_name, "tiny")
         config.sft_first = False
         config.model.name = os.path.join(sft_dir, "hf_model")
@@ -50,8 +50,7 @@ def run(workdir: str, smoke: bool) -> list[dict]:
             config.rl.eval_prompts = 8
         for key, value in overrides.items():
             _set(config, key, value)
-        slug = name.split(" ")[0].lower() + ("_ptx" if "ptx" in name else "")
-        results = pipelines.run(config, os.path.join(workdir, slug))
+        results = pipelines.run(config, os.path.join(workdir, run_name))
         rows.append(
             dict(
                 method=name,
