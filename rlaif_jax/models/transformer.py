@@ -299,10 +299,13 @@ class Transformer(nn.Module):
             self.scalar_head(hidden)
         return self._logits(hidden)
 
-    def forward_with_cache(self, tokens, cache: Cache, positions=None, attention_mask=None):
+    def forward_with_cache(self, tokens, cache: Cache, positions=None, attention_mask=None, last_only: bool = False):
         """Runs `tokens [batch, seq]` at slot `cache['index']` of `cache` (see kv_cache.init_cache).
-        Returns (float32 logits [batch, seq, vocab], updated cache)."""
+        Returns (float32 logits [batch, seq, vocab] — or [batch, 1, vocab] of the last position when `last_only`,
+        which spares a prefill the LM head over every prompt position — and the updated cache)."""
         hidden, cache = self._backbone(tokens, positions, attention_mask, cache)
+        if last_only:
+            hidden = hidden[:, -1:]
         return self._logits(hidden), cache
 
     def hidden_states(self, tokens, positions=None, attention_mask=None) -> jax.Array:
