@@ -15,20 +15,7 @@ from rlaif_jax import config_defaults
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     """arg: 'tiny' (toy task), 'smollm2' (sentiment on SmolLM2-135M-Instruct) or 'paper' (InstructGPT C.4)."""
-    if arg not in ("tiny", "smollm2", "paper"):
-        raise ValueError(f"unknown argument {arg!r}; expected 'tiny', 'smollm2' or 'paper'")
-    config = ml_collections.ConfigDict()
-    config.job = "online_rl"  # pipeline in rlaif_jax/pipelines
-    config.seed = 0  # rollout rng = fold_in(key(seed), iteration)
-    config.model = config_defaults.model("tiny" if arg == "tiny" else "smollm2")
-    config.mesh = config_defaults.mesh()
-    config.rl = config_defaults.rl("tiny" if arg == "tiny" else "smollm2", "ppo")
-    config.train = ml_collections.ConfigDict(dict(num_steps=120 if arg == "tiny" else 24))  # optimizer steps
-    config.optimizer = config_defaults.optimizer(learning_rate=1e-3 if arg == "tiny" else 2e-6, schedule="constant")
-    config.checkpoint = ml_collections.ConfigDict(dict(every_iterations=5, keep=2))  # checkpoint cadence / kept
-    config.sft_first = arg == "tiny"  # run `config.sft` into WORKDIR/sft first and start RL from its result
-    config.sft = config_defaults.load_config_file("sft", "tiny" if arg == "tiny" else "smollm2")  # configs/sft.py
-    config.sft.export_hf = True  # RL loads the SFT result from WORKDIR/sft/hf_model
+    config = config_defaults.online_rl(arg, "ppo")  # job, model, mesh, rl, train, optimizer, checkpoint, sft
     if arg == "paper":
         # InstructGPT App. C.4. The 1.3B-175B GPT-3 policies are not public: set config.model.name.
         config.model.name = ""  # set: path of the SFT policy

@@ -126,3 +126,24 @@ def load_config_file(name: str, arg: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
+
+
+def online_rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
+    """The whole config of the `online_rl` job for 'tiny' (toy task, SFT first) or 'smollm2' (sentiment); the
+    'paper' size starts from 'smollm2' and each config file sets the paper's values on top."""
+    if arg not in ("tiny", "smollm2", "paper"):
+        raise ValueError(f"unknown argument {arg!r}; expected 'tiny', 'smollm2' or 'paper'")
+    size = "tiny" if arg == "tiny" else "smollm2"
+    config = ml_collections.ConfigDict()
+    config.job = "online_rl"  # pipeline in rlaif_jax/pipelines
+    config.seed = 0  # rollout rng = fold_in(key(seed), iteration)
+    config.model = model(size)
+    config.mesh = mesh()
+    config.rl = rl(size, algorithm)
+    config.train = ml_collections.ConfigDict(dict(num_steps=120 if arg == "tiny" else 24))  # optimizer steps
+    config.optimizer = optimizer(learning_rate=1e-3 if arg == "tiny" else 1e-5, schedule="constant")
+    config.checkpoint = ml_collections.ConfigDict(dict(every_iterations=5, keep=2))  # checkpoint cadence / kept
+    config.sft_first = arg == "tiny"  # run `config.sft` into WORKDIR/sft first and start RL from its result
+    config.sft = load_config_file("sft", size)  # the SFT stage (configs/sft.py)
+    config.sft.export_hf = True  # RL loads the SFT result from WORKDIR/sft/hf_model
+    return config

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from rlaif_jax import sampling, sharding
 from rlaif_jax import workdir as run_dir
+from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.tokenize import encode_prompt
 from rlaif_jax.pipelines.model_setup import build_mesh, build_model
 
@@ -19,23 +20,12 @@ GENERATIONS_FILE = "generations.jsonl"
 
 def read_prompts(path: str) -> list[str]:
     """Prompts from a .txt file (one per non-empty line) or a .jsonl file (a string field "prompt" per row)."""
+    if path.endswith(".jsonl"):
+        return [row["prompt"] for row in read_jsonl(path, ("prompt",))]
     if not os.path.isfile(path):
         raise FileNotFoundError(f"prompts_file not found: {path}")
-    prompts = []
     with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            if not path.endswith(".jsonl"):
-                prompts.append(line.rstrip("\n"))
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from error
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-                raise ValueError(f"{path}:{line_number}: expected an object with a string field 'prompt'")
-            prompts.append(row["prompt"])
+        prompts = [line.rstrip("\n") for line in f if line.strip()]
     if not prompts:
         raise ValueError(f"{path}: no prompts")
     return prompts

@@ -71,3 +71,20 @@ def test_every_config_builds_its_sizes():
     assert load_config("sft", "paper").optimizer.learning_rate == 9.65e-6
     with pytest.raises(ValueError, match="unknown argument 'huge'"):
         load_config("sft", "huge")
+
+
+def test_prompts_file_errors_name_file_and_line(tmp_path):
+    from rlaif_jax.pipelines.generate import read_prompts
+
+    good = tmp_path / "prompts.jsonl"
+    good.write_text('{"prompt": "hi"}\n{"prompt": "there"}\n')
+    assert read_prompts(str(good)) == ["hi", "there"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "hi"}\n{"text": "no prompt"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: missing column 'prompt'"):
+        read_prompts(str(bad))
+    text = tmp_path / "prompts.txt"
+    text.write_text("one\n\ntwo\n")
+    assert read_prompts(str(text)) == ["one", "two"]
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        read_prompts(str(tmp_path / "nope.txt"))
