@@ -140,7 +140,12 @@ def online_rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
     config.model = model(size)
     config.mesh = mesh()
     config.rl = rl(size, algorithm)
-    config.train = ml_collections.ConfigDict(dict(num_steps=120 if arg == "tiny" else 24))  # optimizer steps
+    config.train = ml_collections.ConfigDict(
+        dict(
+            num_steps=120 if arg == "tiny" else 24,  # optimizer steps in the run
+            stop_at_step=0,  # stop at the first iteration end at or past this step (as if preempted); 0 = never
+        )
+    )
     config.optimizer = optimizer(learning_rate=1e-3 if arg == "tiny" else 1e-5, schedule="constant")
     config.checkpoint = ml_collections.ConfigDict(dict(every_iterations=5, keep=2))  # checkpoint cadence / kept
     config.sft_first = arg == "tiny"  # run `config.sft` into WORKDIR/sft first and start RL from its result

@@ -90,3 +90,98 @@ def reward_bias(demonstration_rewards: jax.Array) -> jax.Array:
     demonstration_rewards: [n], the RM's scores of the demonstrations. Returns their float32 mean, a scalar.
     """
     return jnp.mean(demonstration_rewards.astype(jnp.float32))
+
+
+# Adapters: `loss_fn(params, batch, rng, frozen) -> (loss_sum, metrics)` for `train.step.make_train_step`.
+
+PAIRWISE_LOSS_TYPES = ("bradley_terry", "soft_label")
+
+
+def sequence_rewards(module, params, tokens: jax.Array, attention_mask: jax.Array) -> jax.Array:
+    """The reward of each right- or left-padded sequence: the scalar head at its last non-pad token.
+
+    tokens, attention_mask: [batch, seq]. Returns float32 [batch].
+    """
+    scores = module.apply({"params": params}, tokens, attention_mask=attention_mask, method=module.scalar)
+    return rewards_at_last_token(scores, attention_mask)
+
+
+def pairwise_reward_loss_fn(module, *, loss_type: str = "bradley_terry"):
+    """A reward-model `loss_fn` on pairs; chosen and rejected go through the model in one forward pass.
+
+    batch: chosen_tokens, chosen_attention_mask, rejected_tokens, rejected_attention_mask [batch, seq]; margin
+      [batch] ('bradley_terry': `-log σ(r_c - r_r - margin)`), preference [batch] ('soft_label': RLAIF §2.2.1's
+      cross-entropy against P(chosen preferred)).
+    metrics ((sum, count) over pairs): loss, accuracy (the RM agrees with the 'chosen' column), reward_chosen,
+      reward_rejected, reward_margin (r_c - r_r).
+    """
+    if loss_type not in PAIRWISE_LOSS_TYPES:
+        raise ValueError(f"loss_type={loss_type!r}; expected one of {PAIRWISE_LOSS_TYPES}")
+
+    def loss_fn(params, batch, rng, frozen):
+        del rng, frozen
+        num_pairs = batch["chosen_tokens"].shape[0]
+        tokens = jnp.concatenate([batch["chosen_tokens"], batch["rejected_tokens"]], axis=0)
+        mask = jnp.concatenate([batch["chosen_attention_mask"], batch["rejected_attention_mask"]], axis=0)
+        rewards = sequence_rewards(module, params, tokens, mask)
+        chosen, rejected = rewards[:num_pairs], rewards[num_pairs:]
+        if loss_type == "bradley_terry":
+            losses = bradley_terry_loss(chosen, rejected, margin=batch["margin"])
+        else:
+            losses = soft_label_loss(chosen, rejected, batch["preference"])
+        count = jnp.asarray(num_pairs, jnp.float32)
+        loss_sum = jnp.sum(losses)
+        return loss_sum, {
+            "loss": (loss_sum, count),
+            "accuracy": (jnp.sum(pairwise_accuracy(chosen, rejected)), count),
+            "reward_chosen": (jnp.sum(chosen), count),
+            "reward_rejected": (jnp.sum(rejected), count),
+            "reward_margin": (jnp.sum(chosen - rejected), count),
+        }
+
+    return loss_fn
+
+
+def ranking_pair_accuracy(rewards: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Pairwise accuracy over every pair (i better than j) of valid ranked responses: (sum, number of pairs).
+
+    rewards, valid: [batch, K] in rank order (index 0 = best). Returns two float32 scalars.
+    """
+    valid = valid.astype(bool)
+    num_responses = rewards.shape[-1]
+    upper = jnp.arange(num_responses)[:, None] < jnp.arange(num_responses)[None, :]
+    pair_mask = upper[None] & valid[:, :, None] & valid[:, None, :]
+    better, worse = jnp.broadcast_arrays(rewards[:, :, None], rewards[:, None, :])
+    correct = jnp.where(pair_mask, pairwise_accuracy(better, worse), 0.0)
+    return jnp.sum(correct), jnp.sum(pair_mask).astype(jnp.float32)
+
+
+def ranking_reward_loss_fn(module):
+    """A reward-model `loss_fn` on K-way rankings, one batch element per prompt (InstructGPT §3.5, eq. 1).
+
+    batch: tokens, attention_mask [batch, K, seq] (responses best first), valid [batch, K]. The model runs once on
+    [batch * K, seq]; each prompt's loss is the mean over its C(K_v, 2) pairs (`ranking_loss`), and the loss count
+    is the number of prompts with K_v >= 2, so a batch without one leaves the params unchanged.
+    metrics: loss (sum, prompts), accuracy (over all valid pairs), reward (mean over valid responses).
+    """
+
+    def loss_fn(params, batch, rng, frozen):
+        del rng, frozen
+        num_prompts, num_responses, seq = batch["tokens"].shape
+        rewards = sequence_rewards(
+            module,
+            params,
+            batch["tokens"].reshape(num_prompts * num_responses, seq),
+            batch["attention_mask"].reshape(num_prompts * num_responses, seq),
+        ).reshape(num_prompts, num_responses)
+        valid = batch["valid"].astype(bool)
+        num_valid = jnp.sum(valid, axis=-1)
+        loss_sum = jnp.sum(ranking_loss(rewards, valid))
+        count = jnp.sum(num_valid >= 2).astype(jnp.float32)
+        return loss_sum, {
+            "loss": (loss_sum, count),
+            "accuracy": ranking_pair_accuracy(rewards, valid),
+            "reward": (jnp.sum(jnp.where(valid, rewards, 0.0)), jnp.sum(num_valid).astype(jnp.float32)),
+        }
+
+    return loss_fn

@@ -7,6 +7,7 @@ PIPELINES = {
     "generate": "rlaif_jax.pipelines.generate",
     "sft": "rlaif_jax.pipelines.sft",
     "online_rl": "rlaif_jax.pipelines.online_rl",
+    "reward_model": "rlaif_jax.pipelines.reward_model",
 }
 
 

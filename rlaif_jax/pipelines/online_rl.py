@@ -25,11 +25,12 @@ from rlaif_jax.data.sentiment import sentiment_prompts
 from rlaif_jax.data.tokenize import encode_prompt
 from rlaif_jax.data.toy import toy_rows
 from rlaif_jax.losses import ppo, reinforce
+from rlaif_jax.models.loading import abstract_params
 from rlaif_jax.pipelines.model_setup import build_mesh, build_model
 from rlaif_jax.rewards.gold import make_gold_reward
 from rlaif_jax.train import rollout as rollouts
 from rlaif_jax.train.optimizer import make_optimizer
-from rlaif_jax.train.step import init_train_state, make_train_step
+from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
 
 ALGORITHMS = ("ppo", "reinforce", "rloo")
 
@@ -161,15 +162,17 @@ def run(config, workdir: str) -> dict:
     rules = sharding.normalize_rules(config.mesh.rules)
     policy = _initial_policy(config, workdir, mesh, rules)
     tokenizer = policy.tokenizer
-    reference_params = jax.tree.map(jnp.copy, policy.params)  # frozen: never trained
+    reference_params = policy.params  # frozen: never trained (the train state holds its own copy)
     value_config = policy.config.replace(scalar_head=True)
     value_module = models.Transformer(value_config)
     params = {"policy": policy.params}
+    boxed_abstract = {"policy": abstract_params(policy.config)}
     if rl.algorithm != "rloo":
         params["value"] = {
-            **jax.tree.map(jnp.copy, policy.params),
-            "scalar_head": {"kernel": jnp.zeros(value_config.hidden_size), "bias": jnp.zeros(())},
+            **policy.params,
+            "scalar_head": {"kernel": np.zeros(value_config.hidden_size, np.float32), "bias": np.zeros((), np.float32)},
         }
+        boxed_abstract["value"] = abstract_params(value_config)
 
     samples = rl.samples_per_prompt if rl.algorithm == "rloo" else 1
     rollout_size = rl.prompts_per_rollout * samples
@@ -178,8 +181,10 @@ def run(config, workdir: str) -> dict:
     steps_per_iteration = rl.epochs * rollout_size // rl.minibatch_size
     num_iterations = config.train.num_steps // steps_per_iteration
     optimizer = make_optimizer(config.optimizer, config.train.num_steps)
-    state = init_train_state(params, optimizer)
-    state["kl_coef"] = jnp.float32(rl.kl_coef)
+    state_shardings = train_state_shardings(boxed_abstract, optimizer, mesh, rules)
+    state_shardings["kl_coef"] = state_shardings["step"]  # replicated scalar
+    init = lambda p: {**init_train_state(p, optimizer), "kl_coef": jnp.float32(rl.kl_coef)}  # noqa: E731
+    state = jax.jit(init, out_shardings=state_shardings)(params)  # copies: the reference keeps policy.params
     prompt_length = rl.max_prompt_length
 
     def encode_all(texts):
@@ -205,8 +210,9 @@ def run(config, workdir: str) -> dict:
     train_step = make_train_step(
         _loss_fn(rl.algorithm, policy.module, value_module, config, prompt_length),
         optimizer,
-        mesh=None if mesh.size == 1 else mesh,
+        mesh=mesh,
         rules=rules,
+        state_shardings=state_shardings,
     )
     score_fn = _score_fn(rl.algorithm, policy.module, value_module, prompt_length)
     kl_fn = _kl_fn(policy.module, prompt_length)
@@ -221,6 +227,8 @@ def run(config, workdir: str) -> dict:
     with run_dir.MetricsWriter(workdir, resume_step=start_step) as metrics_writer:
         first_iteration = start_step // steps_per_iteration
         for iteration in tqdm(range(first_iteration, num_iterations), desc=f"{rl.algorithm}", unit="iter"):
+            if 0 < config.train.stop_at_step <= int(state["step"]):
+                break
             start_time = time.perf_counter()
             iteration_rng = jax.random.fold_in(jax.random.fold_in(rng, 1), iteration)
             indices = batching.batch_indices(len(train_prompts), rl.prompts_per_rollout, iteration, config.seed)
@@ -294,9 +302,12 @@ def run(config, workdir: str) -> dict:
             _health_warnings(logged, previous_length, int(state["step"]))
             previous_length = logged["response_length"]
             metrics_writer.write(int(state["step"]), logged)
-            if (iteration + 1) % config.checkpoint.every_iterations == 0 or iteration + 1 == num_iterations:
+            stopping = 0 < config.train.stop_at_step <= int(state["step"])
+            if (iteration + 1) % config.checkpoint.every_iterations == 0 or iteration + 1 == num_iterations or stopping:
                 checkpoints.save(int(state["step"]), state)
     checkpoints.close()
+    if int(state["step"]) < num_iterations * steps_per_iteration:
+        return results  # stopped early: the end-of-run evaluation waits for the resumed run
     final_policy = policy.replace(params=state["params"]["policy"])
     results["end"] = evaluate(
         final_policy, reference_params, eval_prompts, eval_ids, gold_fn, config, kl_fn, jax.random.fold_in(rng, 3)

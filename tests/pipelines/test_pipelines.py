@@ -88,3 +88,42 @@ def test_prompts_file_errors_name_file_and_line(tmp_path):
     assert read_prompts(str(text)) == ["one", "two"]
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         read_prompts(str(tmp_path / "nope.txt"))
+
+
+def small_rl_config(algorithm: str, **train):
+    config = load_config(algorithm, "tiny")
+    config.sft.train.num_steps = 20
+    config.train.num_steps = 8
+    config.rl.eval_prompts = 8
+    config.checkpoint.every_iterations = 1
+    config.train.update(train)
+    return config
+
+
+@pytest.mark.slow
+def test_online_rl_resume_is_bit_identical(tmp_path):
+    pipelines.run(small_rl_config("ppo"), str(tmp_path / "straight"))
+    pipelines.run(small_rl_config("ppo", stop_at_step=4), str(tmp_path / "resumed"))
+    assert not (tmp_path / "resumed" / "eval_end.json").exists()
+    pipelines.run(small_rl_config("ppo"), str(tmp_path / "resumed"))
+    keys = ("loss", "reward_mean", "kl", "clip_fraction")
+    straight = [[row[k] for k in keys] for row in read_metrics(str(tmp_path / "straight"))]
+    resumed = [[row[k] for k in keys] for row in read_metrics(str(tmp_path / "resumed"))]
+    assert len(straight) == 4 and straight == resumed  # 2 optimizer steps per PPO iteration
+    end = json.loads((tmp_path / "resumed" / "eval_end.json").read_text())
+    assert end == json.loads((tmp_path / "straight" / "eval_end.json").read_text())
+
+
+def test_health_alarms(caplog):
+    from rlaif_jax.pipelines.online_rl import _health_warnings
+
+    with caplog.at_level("WARNING"):
+        _health_warnings({"kl": -1.5, "ratio_max": 12.0, "response_length": 30.0}, previous_length=10.0, step=7)
+    messages = " ".join(record.getMessage() for record in caplog.records)
+    assert "KL to the reference is -1.500 < -1" in messages
+    assert "importance ratio reached 12.0 > 10" in messages
+    assert "response length jumped 10.0 -> 30.0" in messages
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _health_warnings({"kl": 0.3, "ratio_max": 1.2, "response_length": 11.0}, previous_length=10.0, step=8)
+    assert not caplog.records

@@ -1,0 +1,232 @@
+"""Preference examples for reward models: pairwise (chosen vs rejected) and K-way ranked rows, as padded arrays.
+
+Row formats (JSONL, one object a line):
+- pairwise: {"prompt", "chosen", "rejected"}, optional "preference" (P(chosen preferred), a soft AI label as in
+  RLAIF §2.2.1; default 1.0) and "margin" (Llama 2 §3.2.2; default 0.0).
+- ranked: {"prompt", "responses": [best, ..., worst]} with K >= 2 responses, K varying by row (InstructGPT §3.5).
+
+Each response is tokenised as prompt (chat-template user turn, or plain text) + response + EOS and right-padded, so
+the reward head is read at the EOS (`losses.reward_model.rewards_at_last_token`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rlaif_jax.data.jsonl import read_jsonl
+from rlaif_jax.data.tokenize import encode_prompt
+from rlaif_jax.data.toy import LETTERS, PROMPT_PREFIX, RESPONSE_LETTERS, toy_reward
+
+PAIRWISE_FIELDS = ("prompt", "chosen", "rejected")
+RANKED_FIELDS = ("prompt", "responses")
+
+
+@dataclasses.dataclass
+class PreferenceExamples:
+    """Padded arrays with how many rows had a response cut (truncated) or were dropped (prompt too long).
+
+    pairwise arrays: chosen_tokens, rejected_tokens (int32 [n, max_length]), chosen_attention_mask,
+      rejected_attention_mask (bool [n, max_length]), preference, margin (float32 [n]).
+    ranked arrays: tokens (int32 [n, K_max, max_length]), attention_mask (bool [n, K_max, max_length]),
+      valid (bool [n, K_max]; False on the padding slots of rows with fewer than K_max responses).
+    """
+
+    arrays: dict[str, np.ndarray]
+    num_truncated: int
+    num_dropped: int
+
+    @property
+    def ranked(self) -> bool:
+        return "valid" in self.arrays
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+
+def _check_number(row: dict, field: str, default: float, low: float = -math.inf, high: float = math.inf) -> float:
+    value = row.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        expected = f"a number in [{low:g}, {high:g}]" if math.isfinite(low) else "a finite number"
+        raise ValueError(f"{row['_source']}: column {field!r} must be {expected}, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{row['_source']}: column {field!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def read_pairwise_jsonl(path: str) -> list[dict[str, Any]]:
+    """Pairwise rows of a JSONL file, each with 'preference' and 'margin' filled in (defaults 1.0 and 0.0).
+
+    Raises ValueError naming `path:line` and the column at fault (missing or empty prompt/chosen/rejected, a
+    preference outside [0, 1], a non-numeric margin).
+    """
+    rows = read_jsonl(path, PAIRWISE_FIELDS)
+    for row in rows:
+        row["preference"] = _check_number(row, "preference", 1.0, 0.0, 1.0)
+        row["margin"] = _check_number(row, "margin", 0.0)
+    return rows
+
+
+def read_ranked_jsonl(path: str) -> list[dict[str, Any]]:
+    """Ranked rows {"prompt", "responses": [best, ..., worst]} of a JSONL file.
+
+    Raises ValueError naming `path:line` and the column at fault ('responses' not a list of >= 2 non-empty strings).
+    """
+    rows = read_jsonl(path, ("prompt",))
+    for row in rows:
+        responses = row.get("responses")
+        if responses is None:
+            raise ValueError(f"{row['_source']}: missing column 'responses' (has {sorted(set(row) - {'_source'})})")
+        if not isinstance(responses, list) or len(responses) < 2:
+            raise ValueError(f"{row['_source']}: column 'responses' must be a list of >= 2 responses, best first")
+        for index, response in enumerate(responses):
+            if not isinstance(response, str) or not response.strip():
+                raise ValueError(f"{row['_source']}: column 'responses'[{index}] is empty or not a string")
+    return rows
+
+
+def _encode(tokenizer, prompt_ids: list[int], response: str, max_length: int) -> tuple[list[int], bool]:
+    """prompt + response + EOS cut to `max_length`, and whether it was cut."""
+    ids = prompt_ids + list(tokenizer(response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+    return ids[:max_length], len(ids) > max_length
+
+
+def _log_counts(kind: str, num_rows: int, max_length: int, truncated: int, dropped: int) -> None:
+    if truncated or dropped:
+        logging.warning(
+            "tokenising %d %s rows at max_length=%d: %d rows with a response truncated, %d rows dropped "
+            "(prompt too long)",
+            num_rows,
+            kind,
+            max_length,
+            truncated,
+            dropped,
+        )
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def tokenize_pairs(
+    rows: Sequence[dict[str, Any]], tokenizer: Any, *, max_length: int, use_chat_template: bool
+) -> PreferenceExamples:
+    """Tokenises pairwise rows into chosen_* / rejected_* arrays (see PreferenceExamples).
+
+    A response that does not fit is cut at `max_length` (the row counts once as truncated); a row whose prompt
+    leaves no room for a response token is dropped (counted). Both counts are logged.
+    """
+    pad = _pad_id(tokenizer)
+    arrays = {
+        "chosen_tokens": np.full((len(rows), max_length), pad, np.int32),
+        "chosen_attention_mask": np.zeros((len(rows), max_length), bool),
+        "rejected_tokens": np.full((len(rows), max_length), pad, np.int32),
+        "rejected_attention_mask": np.zeros((len(rows), max_length), bool),
+        "preference": np.zeros(len(rows), np.float32),
+        "margin": np.zeros(len(rows), np.float32),
+    }
+    kept, truncated, dropped = 0, 0, 0
+    for row in rows:
+        prompt_ids = encode_prompt(tokenizer, row["prompt"], use_chat_template=use_chat_template)
+        if len(prompt_ids) >= max_length:
+            dropped += 1
+            continue
+        was_cut = False
+        for side in ("chosen", "rejected"):
+            ids, cut = _encode(tokenizer, prompt_ids, row[side], max_length)
+            was_cut |= cut
+            arrays[f"{side}_tokens"][kept, : len(ids)] = ids
+            arrays[f"{side}_attention_mask"][kept, : len(ids)] = True
+        arrays["preference"][kept] = row.get("preference", 1.0)
+        arrays["margin"][kept] = row.get("margin", 0.0)
+        truncated += was_cut
+        kept += 1
+    _log_counts("pairwise", len(rows), max_length, truncated, dropped)
+    if kept == 0:
+        raise ValueError(f"every one of {len(rows)} rows was dropped: prompts longer than max_length={max_length}")
+    return PreferenceExamples({name: array[:kept] for name, array in arrays.items()}, truncated, dropped)
+
+
+def tokenize_rankings(
+    rows: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    *,
+    max_length: int,
+    use_chat_template: bool,
+    num_responses: int | None = None,
+) -> PreferenceExamples:
+    """Tokenises ranked rows into tokens / attention_mask [n, K_max, max_length] and valid [n, K_max].
+
+    K_max is `num_responses`, or the largest K among `rows` when None; a row with more responses than
+    `num_responses` is an error naming it. Truncation and dropping as in `tokenize_pairs`.
+    """
+    largest = max(len(row["responses"]) for row in rows)
+    num_responses = largest if num_responses is None else num_responses
+    for row in rows:
+        if len(row["responses"]) > num_responses:
+            source = row.get("_source", "a row")
+            raise ValueError(f"{source}: {len(row['responses'])} responses, more than num_responses={num_responses}")
+    pad = _pad_id(tokenizer)
+    tokens = np.full((len(rows), num_responses, max_length), pad, np.int32)
+    attention_mask = np.zeros((len(rows), num_responses, max_length), bool)
+    valid = np.zeros((len(rows), num_responses), bool)
+    kept, truncated, dropped = 0, 0, 0
+    for row in rows:
+        prompt_ids = encode_prompt(tokenizer, row["prompt"], use_chat_template=use_chat_template)
+        if len(prompt_ids) >= max_length:
+            dropped += 1
+            continue
+        was_cut = False
+        for slot, response in enumerate(row["responses"]):
+            ids, cut = _encode(tokenizer, prompt_ids, response, max_length)
+            was_cut |= cut
+            tokens[kept, slot, : len(ids)] = ids
+            attention_mask[kept, slot, : len(ids)] = True
+            valid[kept, slot] = True
+        truncated += was_cut
+        kept += 1
+    _log_counts("ranked", len(rows), max_length, truncated, dropped)
+    if kept == 0:
+        raise ValueError(f"every one of {len(rows)} rows was dropped: prompts longer than max_length={max_length}")
+    arrays = {"tokens": tokens[:kept], "attention_mask": attention_mask[:kept], "valid": valid[:kept]}
+    return PreferenceExamples(arrays, truncated, dropped)
+
+
+def _toy_response(rng: np.random.Generator, target: str, noise: float) -> str:
+    others = [letter for letter in LETTERS if letter != target]
+    return "".join(
+        others[rng.integers(len(others))] if rng.random() < noise else target for _ in range(RESPONSE_LETTERS)
+    )
+
+
+def toy_ranked_rows(num_rows: int, *, seed: int, noise: float = 0.5, num_responses: int = 2) -> list[dict]:
+    """`num_rows` toy-task prompts (data/toy.py), each with `num_responses` noisy demonstrations of distinct gold
+    reward (`toy_reward`), sorted best first: {'prompt', 'responses'}. Draws that tie an earlier one are skipped."""
+    if not 0.0 < noise < 1.0 or not 2 <= num_responses <= RESPONSE_LETTERS + 1:
+        raise ValueError(f"need 0 < noise < 1 and 2 <= num_responses <= {RESPONSE_LETTERS + 1}")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(num_rows):
+        target = LETTERS[rng.integers(len(LETTERS))]
+        prompt = PROMPT_PREFIX + target
+        by_reward: dict[float, str] = {}
+        while len(by_reward) < num_responses:
+            response = _toy_response(rng, target, noise)
+            by_reward.setdefault(toy_reward(prompt, response), response)
+        rows.append({"prompt": prompt, "responses": [by_reward[r] for r in sorted(by_reward, reverse=True)]})
+    return rows
+
+
+def toy_pairwise_rows(num_rows: int, *, seed: int, noise: float = 0.5) -> list[dict]:
+    """`num_rows` toy pairs {'prompt', 'chosen', 'rejected', 'preference': 1.0, 'margin': 0.0}: two noisy
+    demonstrations of one prompt, chosen = the higher `toy_reward` (tied draws are skipped)."""
+    rows = []
+    for row in toy_ranked_rows(num_rows, seed=seed, noise=noise, num_responses=2):
+        chosen, rejected = row["responses"]
+        rows.append({"prompt": row["prompt"], "chosen": chosen, "rejected": rejected, "preference": 1.0, "margin": 0.0})
+    return rows
