@@ -1,6 +1,6 @@
 """Reward model on preferences: InstructGPT's RM (§3.5, App. C.2) and RLAIF's RM (§2.2.1, App. G).
 
-    python -m rlaif_jax.main --config=configs/reward_model.py:tiny --workdir=/tmp/rm_tiny          # toy pairs, ~1 min
+    python -m rlaif_jax.main --config=configs/reward_model.py:tiny --workdir=/tmp/rm_tiny          # toy pairs, ~20 s
     python -m rlaif_jax.main --config=configs/reward_model.py:smollm2 --workdir=/tmp/rm_smollm2 \
         --config.data.train_file=prefs.jsonl                      # {"prompt","chosen","rejected"[,"preference"]}
     python -m rlaif_jax.main --config=configs/reward_model.py:smollm2 --workdir=/tmp/rm_tldr \
@@ -8,7 +8,9 @@
 
 `tiny` trains a random-init 2-layer model with a zero-initialised scalar head on toy pairs (two noisy
 demonstrations of a `letter: c` prompt, the one with more correct letters chosen): held-out pairwise accuracy
-(WORKDIR/reward_model.json, 256 pairs from another seed) goes from 0.5 to 0.97 in 300 steps (measured: 0.969).
+(WORKDIR/reward_model.json, 256 pairs from another seed) goes from 0.5 to about 0.99 in 300 steps (measured: 0.988;
+~20 s on 2 CPU cores). `--config.loss.type=ranking --config.train.batch_size=16` (4-way toy rankings) reaches 0.989
+over all held-out pairs, `--config.loss.type=soft_label` 0.988.
 Distilled RLAIF labels: `--config.loss.type=soft_label` with a "preference" column. WORKDIR/reward_model.json also
 holds the InstructGPT bias (mean reward of the demonstrations; subtract it from the RM's reward), WORKDIR/hf_model the
 trained model (`models.load(dir, scalar_head=True)`). Re-running the same command resumes from WORKDIR/checkpoints.

@@ -82,8 +82,9 @@ def load_preference_examples(data_config, tokenizer, *, ranked: bool):
     if data_config.source == "toy" or data_config.eval_file:
         eval_rows = load_preference_rows(data_config, "eval", ranked=ranked)
     else:
+        num_rows = len(train_rows)
         train_rows, eval_rows = split_held_out(train_rows, data_config.eval_fraction, data_config.seed)
-        logging.info("no eval_file: holding out %d of %d rows for evaluation", len(eval_rows), len(train_rows))
+        logging.info("no eval_file: holding out %d of %d rows for evaluation", len(eval_rows), num_rows)
     kwargs = dict(max_length=data_config.max_length, use_chat_template=data_config.use_chat_template)
     if ranked:
         num_responses = max(len(row["responses"]) for row in train_rows + eval_rows)
@@ -180,6 +181,8 @@ def run(config, workdir: str) -> dict:
     examples, eval_examples = load_preference_examples(config.data, lm.tokenizer, ranked=ranked)
     train = config.train
     num_steps = train.num_steps or train.num_epochs * max(len(examples) // train.batch_size, 1)
+    if num_steps <= 0:
+        raise ValueError(f"no training steps: config.train.num_steps={train.num_steps}, num_epochs={train.num_epochs}")
     optimizer = make_optimizer(config.optimizer, num_steps)
     schedule = make_schedule(config.optimizer, num_steps)
     state_shardings = train_state_shardings(abstract_params(lm.config), optimizer, mesh, rules)

@@ -1,4 +1,4 @@
-"""The reward_model job on the tiny config: resume is bit-identical, reward_model.json and hf_model are consistent."""
+"""The reward_model job on the tiny config: resume is bit-identical; reward_model.json and hf_model agree."""
 
 import json
 import os
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from rlaif_jax import models, pipelines
+from rlaif_jax.config_defaults import load_config_file as load_config
 from rlaif_jax.data import preferences
 from rlaif_jax.losses.reward_model import pairwise_accuracy, sequence_rewards
 from rlaif_jax.workdir import read_metrics
-from tests.pipelines.test_pipelines import load_config
 
 
 def rm_config(**train):
@@ -41,13 +41,12 @@ def test_reward_model_resume_is_bit_identical(tmp_path):
     assert summary == json.loads((tmp_path / "resumed" / "reward_model.json").read_text())
     assert (summary["num_eval_pairs"], summary["num_bias_examples"], summary["step"]) == (24, 128, 12)
     assert summary["bias_source"] == "chosen training responses"
+    check_hf_model_gives_the_same_rewards(rm_config(), straight_dir, summary)
 
 
-def test_hf_model_reloads_with_the_scalar_head_and_same_rewards(tmp_path):
-    config = rm_config()
-    pipelines.run(config, str(tmp_path))
-    summary = json.loads((tmp_path / "reward_model.json").read_text())
-    lm = models.load(str(tmp_path / "hf_model"), scalar_head=True)
+def check_hf_model_gives_the_same_rewards(config, workdir: str, summary: dict) -> None:
+    """WORKDIR/hf_model, reloaded with its scalar head, reproduces the bias and held-out accuracy of the run."""
+    lm = models.load(os.path.join(workdir, "hf_model"), scalar_head=True)
     assert float(jnp.abs(lm.params["scalar_head"]["kernel"]).sum()) > 0  # trained, not the zero init
     data = config.data
     kwargs = dict(max_length=data.max_length, use_chat_template=data.use_chat_template)
@@ -73,7 +72,9 @@ def test_ranking_run_on_jsonl_with_demonstrations(tmp_path):
     rows[0]["responses"] = rows[0]["responses"][:2]  # variable K
     train_file, demos_file = tmp_path / "ranked.jsonl", tmp_path / "demos.jsonl"
     train_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    demos_file.write_text("".join(json.dumps({"prompt": r["prompt"], "response": r["responses"][0]}) + "\n" for r in rows[:5]))
+    demos_file.write_text(
+        "".join(json.dumps({"prompt": r["prompt"], "response": r["responses"][0]}) + "\n" for r in rows[:5])
+    )
     config = rm_config(num_steps=4, batch_size=8, eval_batch_size=8)
     config.loss.type = "ranking"
     config.data.source = "jsonl"
