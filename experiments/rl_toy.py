@@ -1,7 +1,9 @@
-"""On-policy RL on the toy letters task: REINFORCE, RLOO, PPO and PPO-ptx from one shared SFT start.
+"""On-policy RL from one shared start: REINFORCE, RLOO, PPO and PPO-ptx on the toy letters task (`tiny`), or
+REINFORCE and PPO on SmolLM2 controlled sentiment with VADER as the gold judge (`smollm2`).
 
-    python experiments/rl_toy.py --workdir=/tmp/rl_toy            # ~3 min on 2 CPU cores
+    python experiments/rl_toy.py --workdir=/tmp/rl_toy            # toy task, ~3 min on 2 CPU cores
     python experiments/rl_toy.py --workdir=/tmp/rl_toy --smoke    # seconds: a few steps, for the test suite
+    python experiments/rl_toy.py --workdir=/tmp/rl_sent --size=smollm2 --methods=reinforce   # ~25 min per method
 
 Writes WORKDIR/rl_toy.md (a Markdown table: held-out gold reward and KL to the SFT policy before and after) and
 WORKDIR/rl_toy.json, and prints the table.
@@ -31,20 +33,27 @@ def _set(config, dotted: str, value) -> None:
     node[leaf] = value
 
 
-def run(workdir: str, smoke: bool) -> list[dict]:
-    """Runs the shared SFT start once, then each method from it; returns one result row per method."""
-    sft_config = config_defaults.load_config_file("sft", "tiny")
-    sft_config.export_hf = True
-    if smoke:
-        sft_config.train.num_steps = 20
-    sft_dir = os.path.join(workdir, "sft")
-    if not os.path.exists(os.path.join(sft_dir, "hf_model", "config.json")):
-        pipelines.run(sft_config, sft_dir)
+def run(workdir: str, smoke: bool, size: str = "tiny", methods: tuple[str, ...] | None = None) -> list[dict]:
+    """Runs the shared start (SFT on the toy task; SmolLM2-Instruct as is for sentiment), then each method from it;
+    returns one result row per method. `methods` filters by run directory name (e.g. 'ppo', 'reinforce')."""
+    start_model = None
+    if size == "tiny":
+        sft_config = config_defaults.load_config_file("sft", "tiny")
+        sft_config.export_hf = True
+        if smoke:
+            sft_config.train.num_steps = 20
+        sft_dir = os.path.join(workdir, "sft")
+        if not os.path.exists(os.path.join(sft_dir, "hf_model", "config.json")):
+            pipelines.run(sft_config, sft_dir)
+        start_model = os.path.join(sft_dir, "hf_model")
     rows = []
     for name, (run_name, config_name, overrides) in METHODS.items():
-        config = config_defaults.load_config_file(config_name, "tiny")
+        if methods is not None and run_name not in methods:
+            continue
+        config = config_defaults.load_config_file(config_name, size)
         config.sft_first = False
-        config.model.name = os.path.join(sft_dir, "hf_model")
+        if start_model is not None:
+            config.model.name = start_model
         if smoke:
             config.train.num_steps = 4 if config.rl.algorithm == "ppo" else 2
             config.rl.eval_prompts = 8
@@ -79,9 +88,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--smoke", action="store_true", help="a few steps per method (for tests)")
+    parser.add_argument("--size", default="tiny", choices=("tiny", "smollm2"), help="toy task or SmolLM2 sentiment")
+    parser.add_argument("--methods", default="", help="comma-separated run names (reinforce,rloo,ppo,ppo_ptx)")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
-    rows = run(args.workdir, args.smoke)
+    rows = run(args.workdir, args.smoke, args.size, tuple(args.methods.split(",")) if args.methods else None)
     table = to_markdown(rows)
     with open(os.path.join(args.workdir, "rl_toy.md"), "w") as f:
         f.write(table)

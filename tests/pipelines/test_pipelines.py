@@ -1,5 +1,6 @@
 """End-to-end runs of the tiny configs: resume is bit-identical, outputs land in the run directory, bad keys fail."""
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -21,24 +22,37 @@ def load_config(name: str, arg: str):
 
 def sft_config(**train):
     config = load_config("sft", "tiny")
-    config.train.num_steps = 12
+    config.train.num_steps = 20
     config.train.log_every = 1
-    config.checkpoint.every_steps = 3
+    config.checkpoint.every_steps = 5
+    config.export_hf = True
     config.train.update(train)
     return config
 
 
-def test_sft_resume_is_bit_identical(tmp_path):
+def final_weights_hash(workdir) -> str:
+    return hashlib.sha256((workdir / "hf_model" / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_sft_resume_and_rerun_are_bit_identical(tmp_path):
+    """RELIABILITY 4 and 5: 20 steps straight, the same again, and 10 + resume to 20 give the same losses and
+    the same final parameters (hash of the exported weights)."""
     pipelines.run(sft_config(), str(tmp_path / "straight"))
-    pipelines.run(sft_config(stop_at_step=6), str(tmp_path / "resumed"))
-    assert [row["step"] for row in read_metrics(str(tmp_path / "resumed"))] == list(range(1, 7))
+    pipelines.run(sft_config(), str(tmp_path / "again"))
+    pipelines.run(sft_config(stop_at_step=10), str(tmp_path / "resumed"))
+    assert [row["step"] for row in read_metrics(str(tmp_path / "resumed"))] == list(range(1, 11))
+    assert not (tmp_path / "resumed" / "hf_model").exists()
     pipelines.run(sft_config(), str(tmp_path / "resumed"))
-    straight = [row["loss"] for row in read_metrics(str(tmp_path / "straight"))]
-    resumed = [row["loss"] for row in read_metrics(str(tmp_path / "resumed"))]
-    assert len(straight) == 12 and straight == resumed
-    assert straight[-1] < straight[0]
-    assert json.loads((tmp_path / "straight" / "config.json").read_text())["train"]["num_steps"] == 12
-    assert max(int(name) for name in os.listdir(tmp_path / "straight" / "checkpoints") if name.isdigit()) == 12
+    losses = {
+        name: [row["loss"] for row in read_metrics(str(tmp_path / name))] for name in ("straight", "again", "resumed")
+    }
+    assert len(losses["straight"]) == 20
+    assert losses["straight"] == losses["again"] == losses["resumed"]
+    assert losses["straight"][-1] < losses["straight"][0]
+    assert final_weights_hash(tmp_path / "straight") == final_weights_hash(tmp_path / "again")
+    assert final_weights_hash(tmp_path / "straight") == final_weights_hash(tmp_path / "resumed")
+    assert json.loads((tmp_path / "straight" / "config.json").read_text())["train"]["num_steps"] == 20
+    assert max(int(name) for name in os.listdir(tmp_path / "straight" / "checkpoints") if name.isdigit()) == 20
     assert os.listdir(tmp_path / "straight" / "tensorboard")
 
 
