@@ -86,7 +86,7 @@ def rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
         dict(
             algorithm=algorithm,  # 'ppo', 'reinforce' (RLAIF App. F) or 'rloo'
             task="toy" if tiny else "sentiment",  # prompt source: 'toy' letters or 'sentiment' reviews
-            reward="toy" if tiny else "sentiment",  # reward the policy is trained on
+            reward="toy" if tiny else "sentiment",  # trained-on reward: 'toy', 'sentiment' or 'reward_model:RM_WORKDIR'
             gold_reward="toy" if tiny else "sentiment",  # judge of the evaluation (held-out prompts)
             use_chat_template=not tiny,  # prompts as a chat user turn
             max_prompt_length=16 if tiny else 64,  # prompts are left-padded to this many tokens
@@ -144,6 +144,7 @@ def online_rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
         dict(
             num_steps=120 if arg == "tiny" else 24,  # optimizer steps in the run
             stop_at_step=0,  # stop at the first iteration end at or past this step (as if preempted); 0 = never
+            max_nonfinite_steps=3,  # stop with an error after more non-finite steps than this
         )
     )
     config.optimizer = optimizer(learning_rate=1e-3 if arg == "tiny" else 1e-5, schedule="constant")

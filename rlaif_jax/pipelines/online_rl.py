@@ -28,7 +28,10 @@ from rlaif_jax.losses import ppo, reinforce
 from rlaif_jax.models.loading import abstract_params
 from rlaif_jax.pipelines.model_setup import build_mesh, build_model
 from rlaif_jax.rewards.gold import make_gold_reward
+from rlaif_jax.rewards.reward_model import PREFIX as REWARD_MODEL_PREFIX
+from rlaif_jax.rewards.reward_model import RewardModelReward
 from rlaif_jax.train import rollout as rollouts
+from rlaif_jax.train.loop import check_nonfinite
 from rlaif_jax.train.optimizer import make_optimizer
 from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
 
@@ -200,7 +203,14 @@ def run(config, workdir: str) -> dict:
     train_ids = encode_all(train_prompts)
     eval_prompts = task_prompts(rl.task, "held_out", config.seed)[: rl.eval_prompts]
     eval_ids = encode_all(eval_prompts)
-    reward_fn = make_gold_reward(rl.reward)
+    if rl.reward.startswith(REWARD_MODEL_PREFIX):
+        reward_fn = RewardModelReward(
+            rl.reward[len(REWARD_MODEL_PREFIX) :],
+            max_length=prompt_length + rl.max_new_tokens + 1,
+            use_chat_template=rl.use_chat_template,
+        )
+    else:
+        reward_fn = make_gold_reward(rl.reward)
     gold_fn = make_gold_reward(rl.gold_reward)
 
     checkpoints = CheckpointManager(workdir, keep=config.checkpoint.keep)
@@ -300,6 +310,7 @@ def run(config, workdir: str) -> dict:
                     )
                 )
             _health_warnings(logged, previous_length, int(state["step"]))
+            check_nonfinite(float(state["nonfinite_steps"]), config.train.max_nonfinite_steps, int(state["step"]))
             previous_length = logged["response_length"]
             metrics_writer.write(int(state["step"]), logged)
             stopping = 0 < config.train.stop_at_step <= int(state["step"])

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
 from rlaif_jax import models, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
-from rlaif_jax.data import batching, hf_datasets, preferences
+from rlaif_jax.data import hf_datasets, preferences
 from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.sft import tokenize_prompt_response
 from rlaif_jax.losses import reward_model as rm_losses
 from rlaif_jax.models.loading import abstract_params
 from rlaif_jax.pipelines.model_setup import build_mesh, build_model
-from rlaif_jax.pipelines.sft import NonFiniteLossError
+from rlaif_jax.train.loop import train_on_arrays
 from rlaif_jax.train.optimizer import make_optimizer, make_schedule
 from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
 
@@ -207,37 +205,21 @@ def run(config, workdir: str) -> dict:
         rules=rules,
         state_shardings=state_shardings,
     )
-    batch_shardings = {
-        name: sharding.batch_sharding(mesh, (train.batch_size, *array.shape[1:]), rules)
-        for name, array in examples.arrays.items()
-    }
-    mask_names = [name for name in examples.arrays if name.endswith("attention_mask")]
-    rng = jax.random.key(config.seed)
     stop_step = num_steps if train.stop_at_step <= 0 else min(train.stop_at_step, num_steps)
-    last_metrics: dict = {}
-    with run_dir.MetricsWriter(workdir, resume_step=start_step) as metrics_writer:
-        tokens_since_log, log_start = 0, time.perf_counter()
-        for step in tqdm(range(start_step, stop_step), initial=start_step, total=stop_step, desc="rm", unit="step"):
-            indices = batching.batch_indices(len(examples), train.batch_size, step, config.data.seed)
-            host_batch = batching.gather(examples.arrays, indices)
-            batch = {name: jax.device_put(array, batch_shardings[name]) for name, array in host_batch.items()}
-            state, metrics = train_step(state, batch, rng)
-            tokens_since_log += sum(int(host_batch[name].sum()) for name in mask_names)
-            done = step + 1
-            if done % train.log_every == 0 or done == stop_step:
-                last_metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
-                elapsed = time.perf_counter() - log_start
-                last_metrics.update(tokens_per_s=tokens_since_log / elapsed, learning_rate=float(schedule(step)))
-                metrics_writer.write(done, last_metrics)
-                tokens_since_log, log_start = 0, time.perf_counter()
-                if last_metrics["nonfinite_steps"] > train.max_nonfinite_steps:
-                    checkpoints.close()
-                    raise NonFiniteLossError(
-                        f"step {done}: {int(last_metrics['nonfinite_steps'])} steps so far had a non-finite loss or "
-                        f"gradient (allowed: config.train.max_nonfinite_steps={train.max_nonfinite_steps})"
-                    )
-            if done % config.checkpoint.every_steps == 0 or done == stop_step:
-                checkpoints.save(done, state)
+    state, last_metrics = train_on_arrays(
+        state=state,
+        train_step=train_step,
+        arrays=examples.arrays,
+        config=config,
+        workdir=workdir,
+        checkpoints=checkpoints,
+        start_step=start_step,
+        stop_step=stop_step,
+        schedule=schedule,
+        mesh=mesh,
+        rules=rules,
+        desc="rm",
+    )
     checkpoints.close()
     if stop_step < num_steps:
         return last_metrics  # stopped early: evaluation and export wait for the resumed run

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 import jax
-from tqdm import tqdm
 
 from rlaif_jax import models, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
-from rlaif_jax.data import batching
 from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.sft import TokenizedExamples, tokenize_prompt_response
 from rlaif_jax.data.toy import toy_rows
 from rlaif_jax.losses.sft import sft_loss_fn
 from rlaif_jax.models.loading import abstract_params
 from rlaif_jax.pipelines.model_setup import build_mesh, build_model
+from rlaif_jax.train.loop import train_on_arrays
 from rlaif_jax.train.optimizer import make_optimizer, make_schedule
 from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
 
@@ -37,10 +35,6 @@ def load_sft_examples(data_config, tokenizer) -> TokenizedExamples:
         prompt_field=data_config.prompt_field,
         response_field=data_config.response_field,
     )
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when more than `config.train.max_nonfinite_steps` steps had a non-finite loss or gradient."""
 
 
 def run(config, workdir: str) -> dict:
@@ -70,33 +64,21 @@ def run(config, workdir: str) -> dict:
         rules=rules,
         state_shardings=state_shardings,
     )
-    batch_sharding = sharding.batch_sharding(mesh, (train.batch_size, config.data.max_length), rules)
-    rng = jax.random.key(config.seed)
     stop_step = train.num_steps if train.stop_at_step <= 0 else min(train.stop_at_step, train.num_steps)
-    last_metrics: dict = {}
-    with run_dir.MetricsWriter(workdir, resume_step=start_step) as metrics_writer:
-        tokens_since_log, log_start = 0, time.perf_counter()
-        for step in tqdm(range(start_step, stop_step), initial=start_step, total=stop_step, desc="sft", unit="step"):
-            indices = batching.batch_indices(len(examples), train.batch_size, step, config.data.seed)
-            host_batch = batching.gather(examples.arrays, indices)
-            batch = {name: jax.device_put(array, batch_sharding) for name, array in host_batch.items()}
-            state, metrics = train_step(state, batch, rng)
-            tokens_since_log += int(host_batch["attention_mask"].sum())
-            done = step + 1
-            if done % train.log_every == 0 or done == stop_step:
-                last_metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
-                elapsed = time.perf_counter() - log_start
-                last_metrics.update(tokens_per_s=tokens_since_log / elapsed, learning_rate=float(schedule(step)))
-                metrics_writer.write(done, last_metrics)
-                tokens_since_log, log_start = 0, time.perf_counter()
-                if last_metrics["nonfinite_steps"] > train.max_nonfinite_steps:
-                    checkpoints.close()
-                    raise NonFiniteLossError(
-                        f"step {done}: {int(last_metrics['nonfinite_steps'])} steps so far had a non-finite loss or "
-                        f"gradient (allowed: config.train.max_nonfinite_steps={train.max_nonfinite_steps})"
-                    )
-            if done % config.checkpoint.every_steps == 0 or done == stop_step:
-                checkpoints.save(done, state)
+    state, last_metrics = train_on_arrays(
+        state=state,
+        train_step=train_step,
+        arrays=examples.arrays,
+        config=config,
+        workdir=workdir,
+        checkpoints=checkpoints,
+        start_step=start_step,
+        stop_step=stop_step,
+        schedule=schedule,
+        mesh=mesh,
+        rules=rules,
+        desc="sft",
+    )
     checkpoints.close()
     if config.export_hf and stop_step == train.num_steps:
         models.save_hf(lm.replace(params=state["params"]), os.path.join(workdir, "hf_model"))

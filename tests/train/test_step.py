@@ -175,3 +175,13 @@ def test_step_rng_is_fold_in_of_step():
     _, fifth = step(state, make_batch(), jax.random.key(7))
     assert float(first["draw"]) == float(jax.random.uniform(jax.random.fold_in(jax.random.key(7), 0)))
     assert float(fifth["draw"]) == float(jax.random.uniform(jax.random.fold_in(jax.random.key(7), 5)))
+
+
+def test_nonfinite_limit_error_names_the_step():
+    import pytest
+
+    from rlaif_jax.train.loop import NonFiniteLossError, check_nonfinite
+
+    check_nonfinite(3.0, 3, step=12)
+    with pytest.raises(NonFiniteLossError, match=r"step 12: 4 steps so far had a non-finite.*max_nonfinite_steps=3"):
+        check_nonfinite(4.0, 3, step=12)

@@ -1,0 +1,80 @@
+"""The offline training loop shared by SFT, reward models and the other fixed-dataset methods."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from rlaif_jax import sharding
+from rlaif_jax import workdir as run_dir
+from rlaif_jax.checkpoints.orbax_state import CheckpointManager
+from rlaif_jax.data import batching
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when more than `config.train.max_nonfinite_steps` steps had a non-finite loss or gradient."""
+
+
+def check_nonfinite(nonfinite_steps: float, limit: int, step: int) -> None:
+    """Raises NonFiniteLossError naming `step` once more than `limit` steps were skipped as non-finite."""
+    if nonfinite_steps > limit:
+        raise NonFiniteLossError(
+            f"step {step}: {int(nonfinite_steps)} steps so far had a non-finite loss or gradient "
+            f"(allowed: config.train.max_nonfinite_steps={limit})"
+        )
+
+
+def train_on_arrays(
+    *,
+    state: dict,
+    train_step: Callable,
+    arrays: dict[str, np.ndarray],
+    config,
+    workdir: str,
+    checkpoints: CheckpointManager,
+    start_step: int,
+    stop_step: int,
+    schedule: Callable,
+    mesh,
+    rules,
+    desc: str,
+) -> tuple[dict, dict]:
+    """Steps `start_step` .. `stop_step` over `arrays` (rows `[num_examples, ...]`), batch of step t chosen by
+    `batching.batch_indices(seed=config.data.seed)`; logs every `config.train.log_every` steps (tokens/s counted
+    from the `*attention_mask` arrays), checkpoints every `config.checkpoint.every_steps` and at the end.
+    Returns (state, last logged metrics)."""
+    train = config.train
+    num_examples = len(next(iter(arrays.values())))
+    shardings = {
+        name: sharding.batch_sharding(mesh, (train.batch_size, *a.shape[1:]), rules) for name, a in arrays.items()
+    }
+    mask_names = [name for name in arrays if name.endswith("attention_mask")]
+    rng = jax.random.key(config.seed)
+    last_metrics: dict = {}
+    with run_dir.MetricsWriter(workdir, resume_step=start_step) as metrics_writer:
+        tokens_since_log, log_start = 0, time.perf_counter()
+        for step in tqdm(range(start_step, stop_step), initial=start_step, total=stop_step, desc=desc, unit="step"):
+            indices = batching.batch_indices(num_examples, train.batch_size, step, config.data.seed)
+            host_batch = batching.gather(arrays, indices)
+            batch = {name: jax.device_put(array, shardings[name]) for name, array in host_batch.items()}
+            state, metrics = train_step(state, batch, rng)
+            tokens_since_log += sum(int(host_batch[name].sum()) for name in mask_names)
+            done = step + 1
+            if done % train.log_every == 0 or done == stop_step:
+                last_metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
+                elapsed = time.perf_counter() - log_start
+                last_metrics.update(tokens_per_s=tokens_since_log / elapsed, learning_rate=float(schedule(step)))
+                metrics_writer.write(done, last_metrics)
+                tokens_since_log, log_start = 0, time.perf_counter()
+                try:
+                    check_nonfinite(last_metrics["nonfinite_steps"], train.max_nonfinite_steps, done)
+                except NonFiniteLossError:
+                    checkpoints.close()
+                    raise
+            if done % config.checkpoint.every_steps == 0 or done == stop_step:
+                checkpoints.save(done, state)
+    return state, last_metrics
