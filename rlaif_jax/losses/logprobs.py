@@ -18,9 +18,11 @@ def token_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
 def next_token_logprobs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
     """log p(tokens[:, t + 1] | tokens[:, : t + 1]) for t < seq - 1.
 
-    logits: [batch, seq, vocab]; tokens: int [batch, seq]. Returns [batch, seq - 1].
+    logits: [batch, seq, vocab]; tokens: int [batch, seq]. Returns [batch, seq - 1]. The targets are shifted
+    rather than the logits, so the [batch, seq, vocab] logits are never copied.
     """
-    return token_logprobs(logits[:, :-1], tokens[:, 1:])
+    targets = jnp.concatenate([tokens[:, 1:], tokens[:, :1]], axis=1)  # last column: a placeholder, dropped
+    return token_logprobs(logits, targets)[:, :-1]
 
 
 def masked_sum(values: jax.Array, mask: jax.Array) -> jax.Array:

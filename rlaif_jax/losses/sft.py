@@ -39,7 +39,10 @@ def sft_loss_fn(module) -> Any:
         nll, mask = sft_token_nll(logits, batch["tokens"], batch["loss_mask"])
         count = jnp.sum(mask.astype(jnp.float32))
         loss_sum = masked_sum(nll, mask)
-        correct = jnp.argmax(logits[:, :-1], axis=-1) == batch["tokens"][:, 1:]
+        # Top-1 accuracy without an argmax over the vocabulary: the target's logit is the largest one.
+        targets = jnp.concatenate([batch["tokens"][:, 1:], batch["tokens"][:, :1]], axis=1)
+        target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+        correct = (target_logits >= jnp.max(logits, axis=-1))[:, :-1]
         return loss_sum, {"loss": (loss_sum, count), "token_accuracy": (masked_sum(correct, mask), count)}
 
     return loss_fn
