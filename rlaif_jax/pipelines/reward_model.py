@@ -18,16 +18,12 @@ import numpy as np
 
 from rlaif_jax import models, sharding
 from rlaif_jax import workdir as run_dir
-from rlaif_jax.checkpoints.orbax_state import CheckpointManager
 from rlaif_jax.data import hf_datasets, preferences
 from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.sft import tokenize_prompt_response
 from rlaif_jax.losses import reward_model as rm_losses
-from rlaif_jax.models.loading import abstract_params
 from rlaif_jax.pipelines.model_setup import build_mesh, build_model
-from rlaif_jax.train.loop import train_on_arrays
-from rlaif_jax.train.optimizer import make_optimizer, make_schedule
-from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
+from rlaif_jax.train.loop import fit
 
 SOURCES = ("toy", "jsonl", *hf_datasets.LOADERS)
 LOSS_TYPES = (*rm_losses.PAIRWISE_LOSS_TYPES, "ranking")
@@ -181,47 +177,23 @@ def run(config, workdir: str) -> dict:
     num_steps = train.num_steps or train.num_epochs * max(len(examples) // train.batch_size, 1)
     if num_steps <= 0:
         raise ValueError(f"no training steps: config.train.num_steps={train.num_steps}, num_epochs={train.num_epochs}")
-    optimizer = make_optimizer(config.optimizer, num_steps)
-    schedule = make_schedule(config.optimizer, num_steps)
-    state_shardings = train_state_shardings(abstract_params(lm.config), optimizer, mesh, rules)
-    state = jax.jit(init_train_state, static_argnums=1, out_shardings=state_shardings)(lm.params, optimizer)
-    del lm.params  # the train state holds them now
-
-    checkpoints = CheckpointManager(workdir, keep=config.checkpoint.keep)
-    start_step = checkpoints.latest_step() or 0
-    if start_step:
-        state = checkpoints.restore(start_step, state)
-        logging.info("resumed from %s at step %d", checkpoints.directory, start_step)
     loss_fn = (
         rm_losses.ranking_reward_loss_fn(lm.module)
         if ranked
         else rm_losses.pairwise_reward_loss_fn(lm.module, loss_type=loss_type)
     )
-    train_step = make_train_step(
-        loss_fn,
-        optimizer,
-        accumulation_steps=train.accumulation_steps,
-        mesh=mesh,
-        rules=rules,
-        state_shardings=state_shardings,
-    )
-    stop_step = num_steps if train.stop_at_step <= 0 else min(train.stop_at_step, num_steps)
-    state, last_metrics = train_on_arrays(
-        state=state,
-        train_step=train_step,
+    state, last_metrics, finished = fit(
+        lm=lm,
+        loss_fn=loss_fn,
         arrays=examples.arrays,
         config=config,
         workdir=workdir,
-        checkpoints=checkpoints,
-        start_step=start_step,
-        stop_step=stop_step,
-        schedule=schedule,
+        num_steps=num_steps,
         mesh=mesh,
         rules=rules,
         desc="rm",
     )
-    checkpoints.close()
-    if stop_step < num_steps:
+    if not finished:
         return last_metrics  # stopped early: evaluation and export wait for the resumed run
 
     score = make_scorer(lm.module, mesh, rules, train.eval_batch_size)

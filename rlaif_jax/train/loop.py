@@ -1,4 +1,5 @@
-"""The offline training loop shared by SFT, reward models and the other fixed-dataset methods."""
+"""The offline training loop shared by SFT, reward models and the other fixed-dataset methods: optimizer, sharded
+train state, resume from the latest checkpoint, steps over deterministic batches, metrics and checkpoints."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from rlaif_jax import sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
 from rlaif_jax.data import batching
+from rlaif_jax.models.loading import LanguageModel, abstract_params
+from rlaif_jax.train.optimizer import make_optimizer, make_schedule
+from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
 
 
 class NonFiniteLossError(RuntimeError):
@@ -28,7 +32,7 @@ def check_nonfinite(nonfinite_steps: float, limit: int, step: int) -> None:
         )
 
 
-def train_on_arrays(
+def _train_on_arrays(
     *,
     state: dict,
     train_step: Callable,
@@ -78,3 +82,56 @@ def train_on_arrays(
             if done % config.checkpoint.every_steps == 0 or done == stop_step:
                 checkpoints.save(done, state)
     return state, last_metrics
+
+
+def fit(
+    *,
+    lm: LanguageModel,
+    loss_fn: Callable,
+    arrays: dict[str, np.ndarray],
+    config,
+    workdir: str,
+    num_steps: int,
+    mesh,
+    rules,
+    desc: str,
+) -> tuple[dict, dict, bool]:
+    """Trains `lm.params` with `loss_fn` on `arrays` for `num_steps` (`config.optimizer`, `config.train`,
+    `config.checkpoint`), resuming from WORKDIR/checkpoints and stopping early at `config.train.stop_at_step`.
+
+    `lm.params` are donated into the train state. Returns (state, last logged metrics, finished: whether the run
+    reached `num_steps`).
+    """
+    train = config.train
+    optimizer = make_optimizer(config.optimizer, num_steps)
+    state_shardings = train_state_shardings(abstract_params(lm.config), optimizer, mesh, rules)
+    state = jax.jit(init_train_state, static_argnums=1, out_shardings=state_shardings)(lm.params, optimizer)
+    checkpoints = CheckpointManager(workdir, keep=config.checkpoint.keep)
+    start_step = checkpoints.latest_step() or 0
+    if start_step:
+        state = checkpoints.restore(start_step, state)
+    train_step = make_train_step(
+        loss_fn,
+        optimizer,
+        accumulation_steps=train.accumulation_steps,
+        mesh=mesh,
+        rules=rules,
+        state_shardings=state_shardings,
+    )
+    stop_step = num_steps if train.stop_at_step <= 0 else min(train.stop_at_step, num_steps)
+    state, last_metrics = _train_on_arrays(
+        state=state,
+        train_step=train_step,
+        arrays=arrays,
+        config=config,
+        workdir=workdir,
+        checkpoints=checkpoints,
+        start_step=start_step,
+        stop_step=stop_step,
+        schedule=make_schedule(config.optimizer, num_steps),
+        mesh=mesh,
+        rules=rules,
+        desc=desc,
+    )
+    checkpoints.close()
+    return state, last_metrics, stop_step == num_steps
