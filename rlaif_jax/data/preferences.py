@@ -96,6 +96,18 @@ def _encode(tokenizer, prompt_ids: list[int], response: str, max_length: int) ->
     return ids[:max_length], len(ids) > max_length
 
 
+def _encode_row(
+    tokenizer, prompt: str, responses: Sequence[str], max_length: int, use_chat_template: bool
+) -> tuple[list[list[int]], bool] | None:
+    """Each response as prompt + response + EOS cut to `max_length`, and whether any was cut; None when the prompt
+    leaves no room for a response token (the row is dropped)."""
+    prompt_ids = encode_prompt(tokenizer, prompt, use_chat_template=use_chat_template)
+    if len(prompt_ids) >= max_length:
+        return None
+    encoded = [_encode(tokenizer, prompt_ids, response, max_length) for response in responses]
+    return [ids for ids, _ in encoded], any(cut for _, cut in encoded)
+
+
 def _log_counts(kind: str, num_rows: int, max_length: int, truncated: int, dropped: int) -> None:
     if truncated or dropped:
         logging.warning(
@@ -132,14 +144,12 @@ def tokenize_pairs(
     }
     kept, truncated, dropped = 0, 0, 0
     for row in rows:
-        prompt_ids = encode_prompt(tokenizer, row["prompt"], use_chat_template=use_chat_template)
-        if len(prompt_ids) >= max_length:
+        encoded = _encode_row(tokenizer, row["prompt"], (row["chosen"], row["rejected"]), max_length, use_chat_template)
+        if encoded is None:
             dropped += 1
             continue
-        was_cut = False
-        for side in ("chosen", "rejected"):
-            ids, cut = _encode(tokenizer, prompt_ids, row[side], max_length)
-            was_cut |= cut
+        (chosen, rejected), was_cut = encoded
+        for side, ids in (("chosen", chosen), ("rejected", rejected)):
             arrays[f"{side}_tokens"][kept, : len(ids)] = ids
             arrays[f"{side}_attention_mask"][kept, : len(ids)] = True
         arrays["preference"][kept] = row.get("preference", 1.0)
@@ -177,14 +187,12 @@ def tokenize_rankings(
     valid = np.zeros((len(rows), num_responses), bool)
     kept, truncated, dropped = 0, 0, 0
     for row in rows:
-        prompt_ids = encode_prompt(tokenizer, row["prompt"], use_chat_template=use_chat_template)
-        if len(prompt_ids) >= max_length:
+        encoded = _encode_row(tokenizer, row["prompt"], row["responses"], max_length, use_chat_template)
+        if encoded is None:
             dropped += 1
             continue
-        was_cut = False
-        for slot, response in enumerate(row["responses"]):
-            ids, cut = _encode(tokenizer, prompt_ids, response, max_length)
-            was_cut |= cut
+        responses, was_cut = encoded
+        for slot, ids in enumerate(responses):
             tokens[kept, slot, : len(ids)] = ids
             attention_mask[kept, slot, : len(ids)] = True
             valid[kept, slot] = True
