@@ -50,3 +50,18 @@ def response_values(value_module, params, tokens: jax.Array, attention_mask: jax
     """The scalar head before each response token: `[n, R]` (position P - 1 + j is the state before token j)."""
     scores = value_module.apply({"params": params}, tokens, attention_mask=attention_mask, method=value_module.scalar)
     return scores[:, prompt_length - 1 : -1]
+
+
+def sequence_logprobs(
+    module, params, tokens: jax.Array, attention_mask: jax.Array, loss_mask: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Summed log π of each sequence's target tokens and how many there are.
+
+    tokens, attention_mask, loss_mask: [batch, seq]; loss_mask is 1 on the tokens to score (the response and its
+    EOS; the SFT convention), so position t's logits score token t + 1 when loss_mask[t + 1] is 1.
+    Returns (logps float32 [batch], num_tokens float32 [batch]); logps / num_tokens is the length-normalised score.
+    """
+    logits = module.apply({"params": params}, tokens, attention_mask=attention_mask)
+    target_mask = loss_mask[:, 1:].astype(bool)
+    logps = jnp.where(target_mask, next_token_logprobs(logits, tokens), 0.0)
+    return jnp.sum(logps, axis=-1), jnp.sum(target_mask, axis=-1).astype(jnp.float32)

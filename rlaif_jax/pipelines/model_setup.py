@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rlaif_jax import models, sharding
 from rlaif_jax.models.byte_tokenizer import byte_tokenizer
 
@@ -28,3 +30,19 @@ def build_model(model_config, mesh, rules) -> models.LanguageModel:
         scan_layers=model_config.scan_layers,
         scalar_head=model_config.scalar_head,
     )
+
+
+def initial_policy(config, workdir, mesh, rules):
+    """The starting policy: `config.model`, or with `config.sft_first` the result of running `config.sft` into
+    WORKDIR/sft first (skipped when WORKDIR/sft/hf_model exists, so a re-run resumes)."""
+    if not config.sft_first:
+        return build_model(config.model, mesh, rules)
+    from rlaif_jax.pipelines import sft as sft_pipeline
+
+    sft_dir = os.path.join(workdir, "sft")
+    if not os.path.exists(os.path.join(sft_dir, "hf_model", "config.json")):
+        sft_pipeline.run(config.sft, sft_dir)
+    model_config = config.model.copy_and_resolve_references()
+    with model_config.unlocked():
+        model_config.name = os.path.join(sft_dir, "hf_model")
+    return build_model(model_config, mesh, rules)

@@ -9,7 +9,6 @@ re-running the command resumes.
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 import jax
@@ -21,30 +20,18 @@ from rlaif_jax import models, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
 from rlaif_jax.data import batching
-from rlaif_jax.data.sentiment import sentiment_prompts
-from rlaif_jax.data.tokenize import encode_prompt
 from rlaif_jax.data.toy import toy_rows
 from rlaif_jax.losses import ppo, reinforce
 from rlaif_jax.models.loading import abstract_params
-from rlaif_jax.pipelines.model_setup import build_mesh, build_model
+from rlaif_jax.pipelines import policy_eval
+from rlaif_jax.pipelines.model_setup import build_mesh, initial_policy
 from rlaif_jax.rewards.gold import make_gold_reward
-from rlaif_jax.rewards.reward_model import PREFIX as REWARD_MODEL_PREFIX
-from rlaif_jax.rewards.reward_model import RewardModelReward
 from rlaif_jax.train import rollout as rollouts
 from rlaif_jax.train.loop import check_nonfinite
 from rlaif_jax.train.optimizer import make_optimizer
 from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
 
 ALGORITHMS = ("ppo", "reinforce", "rloo")
-
-
-def task_prompts(task: str, split: str, seed: int) -> list[str]:
-    """Prompt texts of a task: 'toy' (letters; 'train' and 'held_out' draw different seeds) or 'sentiment'."""
-    if task == "toy":
-        return [row["prompt"] for row in toy_rows(256, seed=seed + (0 if split == "train" else 10_000))]
-    if task == "sentiment":
-        return sentiment_prompts(split)
-    raise ValueError(f"unknown task {task!r}; expected 'toy' or 'sentiment'")
 
 
 def _score_fn(algorithm: str, policy_module, value_module, prompt_length: int):
@@ -105,56 +92,6 @@ def _loss_fn(algorithm, policy_module, value_module, config, prompt_length):
     return reinforce.rloo_loss_fn(policy_module, prompt_length=prompt_length)
 
 
-def _kl_fn(policy_module, prompt_length):
-    """Jitted: per-token log-ratio log π - log π_ref over the response, `[n, R]`."""
-
-    def log_ratio(params, reference_params, tokens, attention_mask):
-        logprobs, _ = rollouts.response_logprobs(policy_module, params, tokens, attention_mask, prompt_length)
-        ref_logprobs, _ = rollouts.response_logprobs(
-            policy_module, reference_params, tokens, attention_mask, prompt_length
-        )
-        return logprobs - ref_logprobs
-
-    return jax.jit(log_ratio)
-
-
-def evaluate(policy, reference_params, prompts, prompt_ids, gold_fn, config, kl_fn, rng) -> dict:
-    """Mean gold reward and sequence-level KL(policy || reference) of samples on held-out prompts."""
-    rollout = rollouts.sample_rollout(
-        policy,
-        prompts,
-        prompt_ids,
-        gold_fn,
-        rng=rng,
-        max_new_tokens=config.rl.max_new_tokens,
-        temperature=config.rl.eval_temperature,
-        prompt_length=config.rl.max_prompt_length,
-    )
-    log_ratio = np.asarray(kl_fn(policy.params, reference_params, rollout.tokens, rollout.attention_mask))
-    kl = np.where(rollout.response_mask, log_ratio, 0.0).sum(axis=1)
-    return {
-        "gold_reward": float(rollout.scores.mean()),
-        "kl": float(kl.mean()),
-        "response_length": float(rollout.response_lengths.mean()),
-        "example": rollout.completions[0],
-    }
-
-
-def _initial_policy(config, workdir, mesh, rules):
-    """The starting policy: `config.model`, or with `config.sft_first` the result of running `config.sft` first."""
-    if not config.sft_first:
-        return build_model(config.model, mesh, rules)
-    from rlaif_jax.pipelines import sft as sft_pipeline
-
-    sft_dir = os.path.join(workdir, "sft")
-    if not os.path.exists(os.path.join(sft_dir, "hf_model", "config.json")):
-        sft_pipeline.run(config.sft, sft_dir)
-    model_config = config.model.copy_and_resolve_references()
-    with model_config.unlocked():
-        model_config.name = os.path.join(sft_dir, "hf_model")
-    return build_model(model_config, mesh, rules)
-
-
 def run(config, workdir: str) -> dict:
     """Trains the policy for `config.train.num_steps` optimizer steps of on-policy RL; returns eval results."""
     rl = config.rl
@@ -163,7 +100,7 @@ def run(config, workdir: str) -> dict:
     run_dir.write_config(config, workdir)
     mesh = build_mesh(config)
     rules = sharding.normalize_rules(config.mesh.rules)
-    policy = _initial_policy(config, workdir, mesh, rules)
+    policy = initial_policy(config, workdir, mesh, rules)
     tokenizer = policy.tokenizer
     reference_params = policy.params  # frozen: never trained (the train state holds its own copy)
     value_config = policy.config.replace(scalar_head=True)
@@ -191,26 +128,17 @@ def run(config, workdir: str) -> dict:
     prompt_length = rl.max_prompt_length
 
     def encode_all(texts):
-        ids = [encode_prompt(tokenizer, text, use_chat_template=rl.use_chat_template) for text in texts]
-        for index, prompt in enumerate(ids):
-            if len(prompt) > prompt_length:
-                raise ValueError(
-                    f"{rl.task} prompt {index} has {len(prompt)} tokens > rl.max_prompt_length={prompt_length}"
-                )
-        return ids
-
-    train_prompts = task_prompts(rl.task, "train", config.seed)
-    train_ids = encode_all(train_prompts)
-    eval_prompts = task_prompts(rl.task, "held_out", config.seed)[: rl.eval_prompts]
-    eval_ids = encode_all(eval_prompts)
-    if rl.reward.startswith(REWARD_MODEL_PREFIX):
-        reward_fn = RewardModelReward(
-            rl.reward[len(REWARD_MODEL_PREFIX) :],
-            max_length=prompt_length + rl.max_new_tokens + 1,
-            use_chat_template=rl.use_chat_template,
+        return policy_eval.encode_prompts(
+            tokenizer, texts, use_chat_template=rl.use_chat_template, max_prompt_length=prompt_length, source=rl.task
         )
-    else:
-        reward_fn = make_gold_reward(rl.reward)
+
+    train_prompts = policy_eval.task_prompts(rl.task, "train", config.seed)
+    train_ids = encode_all(train_prompts)
+    eval_prompts = policy_eval.task_prompts(rl.task, "held_out", config.seed)[: rl.eval_prompts]
+    eval_ids = encode_all(eval_prompts)
+    reward_fn = policy_eval.make_reward_fn(
+        rl.reward, max_length=prompt_length + rl.max_new_tokens + 1, use_chat_template=rl.use_chat_template
+    )
     gold_fn = make_gold_reward(rl.gold_reward)
 
     checkpoints = CheckpointManager(workdir, keep=config.checkpoint.keep)
@@ -225,13 +153,23 @@ def run(config, workdir: str) -> dict:
         state_shardings=state_shardings,
     )
     score_fn = _score_fn(rl.algorithm, policy.module, value_module, prompt_length)
-    kl_fn = _kl_fn(policy.module, prompt_length)
+    kl_fn = policy_eval.make_kl_fn(policy.module, prompt_length)
     rng = jax.random.key(config.seed)
+    evaluate = lambda current, eval_rng: policy_eval.evaluate_policy(  # noqa: E731
+        current,
+        reference_params,
+        eval_prompts,
+        eval_ids,
+        gold_fn,
+        max_new_tokens=rl.max_new_tokens,
+        temperature=rl.eval_temperature,
+        prompt_length=prompt_length,
+        kl_fn=kl_fn,
+        rng=eval_rng,
+    )
     results = {}
     if start_step == 0:
-        results["start"] = evaluate(
-            policy, reference_params, eval_prompts, eval_ids, gold_fn, config, kl_fn, jax.random.fold_in(rng, 2)
-        )
+        results["start"] = evaluate(policy, jax.random.fold_in(rng, 2))
         run_dir.write_json(workdir, "eval_start.json", results["start"])
     previous_length = None
     with run_dir.MetricsWriter(workdir, resume_step=start_step) as metrics_writer:
@@ -320,9 +258,7 @@ def run(config, workdir: str) -> dict:
     if int(state["step"]) < num_iterations * steps_per_iteration:
         return results  # stopped early: the end-of-run evaluation waits for the resumed run
     final_policy = policy.replace(params=state["params"]["policy"])
-    results["end"] = evaluate(
-        final_policy, reference_params, eval_prompts, eval_ids, gold_fn, config, kl_fn, jax.random.fold_in(rng, 3)
-    )
+    results["end"] = evaluate(final_policy, jax.random.fold_in(rng, 3))
     run_dir.write_json(workdir, "eval_end.json", results["end"])
     return results
 
