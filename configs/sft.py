@@ -24,13 +24,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.mesh = config_defaults.mesh()
     config.data = ml_collections.ConfigDict(
         dict(
-            train_file="toy" if arg == "tiny" else "",  # JSONL with prompt/response columns, or 'toy'
+            train_file="toy" if arg == "tiny" else "",  # JSONL with prompt/response columns, 'toy' or 'reviews'
             prompt_field="prompt",  # column holding the prompt text
             response_field="response",  # column holding the demonstration
             max_length=32 if arg == "tiny" else 512,  # tokens per example (prompt + response + EOS)
             use_chat_template=arg != "tiny",  # wrap prompts in the tokenizer's chat template
             seed=0,  # shuffling seed (batch of step t is a function of seed and t)
-            toy_num_rows=2048,  # toy task: number of demonstrations
+            toy_num_rows=2048,  # toy / reviews task: number of demonstrations
             toy_noise=0.5,  # toy task: probability that a demonstration letter is wrong
         )
     )

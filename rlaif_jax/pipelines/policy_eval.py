@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from rlaif_jax.data.sentiment import sentiment_prompts
+from rlaif_jax.data.sentiment import review_prompts, sentiment_prompts
 from rlaif_jax.data.tokenize import encode_prompt
 from rlaif_jax.data.toy import toy_rows
 from rlaif_jax.models.loading import LanguageModel
@@ -17,15 +17,18 @@ from rlaif_jax.rewards.reward_model import PREFIX as REWARD_MODEL_PREFIX
 from rlaif_jax.rewards.reward_model import RewardModelReward
 from rlaif_jax.train import rollout as rollouts
 
-TASKS = ("toy", "sentiment")
+TASKS = ("toy", "sentiment", "reviews")
 
 
 def task_prompts(task: str, split: str, seed: int) -> list[str]:
-    """Prompt texts of a task: 'toy' (letters; 'train' and 'held_out' draw different seeds) or 'sentiment'."""
+    """Prompt texts of a task: 'toy' (letters; 'train' and 'held_out' draw different seeds), 'sentiment'
+    (SmolLM2 movie reviews) or 'reviews' (the tiny-model sentiment task; data/sentiment.py)."""
     if task == "toy":
         return [row["prompt"] for row in toy_rows(256, seed=seed + (0 if split == "train" else 10_000))]
     if task == "sentiment":
         return sentiment_prompts(split)
+    if task == "reviews":
+        return review_prompts(split)
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 

@@ -7,6 +7,7 @@ import os
 from rlaif_jax import models, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.data.jsonl import read_jsonl
+from rlaif_jax.data.sentiment import review_rows
 from rlaif_jax.data.sft import TokenizedExamples, tokenize_prompt_response
 from rlaif_jax.data.toy import toy_rows
 from rlaif_jax.losses.sft import sft_loss_fn
@@ -15,9 +16,12 @@ from rlaif_jax.train.loop import fit
 
 
 def load_sft_examples(data_config, tokenizer) -> TokenizedExamples:
-    """`config.data.train_file` (JSONL with prompt/response columns) or, if it is 'toy', the toy letters task."""
+    """`config.data.train_file` (JSONL with prompt/response columns), 'toy' (the toy letters task) or 'reviews' (the
+    tiny sentiment task's demonstrations)."""
     if data_config.train_file == "toy":
         rows = toy_rows(data_config.toy_num_rows, seed=data_config.seed, noise=data_config.toy_noise)
+    elif data_config.train_file == "reviews":
+        rows = review_rows(data_config.toy_num_rows, seed=data_config.seed)
     else:
         rows = read_jsonl(data_config.train_file, (data_config.prompt_field, data_config.response_field))
     return tokenize_prompt_response(
