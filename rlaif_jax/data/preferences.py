@@ -32,9 +32,12 @@ class PreferenceExamples:
     """Padded arrays with how many rows had a response cut (truncated) or were dropped (prompt too long).
 
     pairwise arrays: chosen_tokens, rejected_tokens (int32 [n, max_length]), chosen_attention_mask,
-      rejected_attention_mask (bool [n, max_length]), preference, margin (float32 [n]).
-    ranked arrays: tokens (int32 [n, K_max, max_length]), attention_mask (bool [n, K_max, max_length]),
-      valid (bool [n, K_max]; False on the padding slots of rows with fewer than K_max responses).
+      rejected_attention_mask, chosen_loss_mask, rejected_loss_mask (bool [n, max_length]; the loss mask is 1 on
+      the response tokens and the EOS, as in data/sft.py), preference, margin (float32 [n]); with `with_target`
+      also target_tokens, target_attention_mask, target_loss_mask (SLiC's calibration target y_ref).
+    ranked arrays: tokens (int32 [n, K_max, max_length]), attention_mask, loss_mask (bool [n, K_max, max_length]),
+      valid (bool [n, K_max]; False on the padding slots of rows with fewer than K_max responses), rewards
+      (float32 [n, K_max]: the row's 'rewards', else 0, -1, -2, ... down the ranking; 0 on padding slots).
     """
 
     arrays: dict[str, np.ndarray]
@@ -98,14 +101,14 @@ def _encode(tokenizer, prompt_ids: list[int], response: str, max_length: int) ->
 
 def _encode_row(
     tokenizer, prompt: str, responses: Sequence[str], max_length: int, use_chat_template: bool
-) -> tuple[list[list[int]], bool] | None:
-    """Each response as prompt + response + EOS cut to `max_length`, and whether any was cut; None when the prompt
-    leaves no room for a response token (the row is dropped)."""
+) -> tuple[list[list[int]], bool, int] | None:
+    """Each response as prompt + response + EOS cut to `max_length`, whether any was cut, and the prompt's length;
+    None when the prompt leaves no room for a response token (the row is dropped)."""
     prompt_ids = encode_prompt(tokenizer, prompt, use_chat_template=use_chat_template)
     if len(prompt_ids) >= max_length:
         return None
     encoded = [_encode(tokenizer, prompt_ids, response, max_length) for response in responses]
-    return [ids for ids, _ in encoded], any(cut for _, cut in encoded)
+    return [ids for ids, _ in encoded], any(cut for _, cut in encoded), len(prompt_ids)
 
 
 def _log_counts(kind: str, num_rows: int, max_length: int, truncated: int, dropped: int) -> None:
@@ -126,32 +129,43 @@ def _pad_id(tokenizer) -> int:
 
 
 def tokenize_pairs(
-    rows: Sequence[dict[str, Any]], tokenizer: Any, *, max_length: int, use_chat_template: bool
+    rows: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    *,
+    max_length: int,
+    use_chat_template: bool,
+    with_target: bool = False,
 ) -> PreferenceExamples:
-    """Tokenises pairwise rows into chosen_* / rejected_* arrays (see PreferenceExamples).
+    """Tokenises pairwise rows into chosen_* / rejected_* arrays (see PreferenceExamples); with `with_target`, each
+    row's 'target' response too (target_*; a row without one is an error naming it).
 
     A response that does not fit is cut at `max_length` (the row counts once as truncated); a row whose prompt
     leaves no room for a response token is dropped (counted). Both counts are logged.
     """
     pad = _pad_id(tokenizer)
-    arrays = {
-        "chosen_tokens": np.full((len(rows), max_length), pad, np.int32),
-        "chosen_attention_mask": np.zeros((len(rows), max_length), bool),
-        "rejected_tokens": np.full((len(rows), max_length), pad, np.int32),
-        "rejected_attention_mask": np.zeros((len(rows), max_length), bool),
-        "preference": np.zeros(len(rows), np.float32),
-        "margin": np.zeros(len(rows), np.float32),
-    }
+    sides = ("chosen", "rejected", "target") if with_target else ("chosen", "rejected")
+    arrays = {}
+    for side in sides:
+        arrays[f"{side}_tokens"] = np.full((len(rows), max_length), pad, np.int32)
+        arrays[f"{side}_attention_mask"] = np.zeros((len(rows), max_length), bool)
+        arrays[f"{side}_loss_mask"] = np.zeros((len(rows), max_length), bool)
+    arrays["preference"] = np.zeros(len(rows), np.float32)
+    arrays["margin"] = np.zeros(len(rows), np.float32)
     kept, truncated, dropped = 0, 0, 0
-    for row in rows:
-        encoded = _encode_row(tokenizer, row["prompt"], (row["chosen"], row["rejected"]), max_length, use_chat_template)
+    for index, row in enumerate(rows):
+        if with_target and not (isinstance(row.get("target"), str) and row["target"].strip()):
+            source = row.get("_source", f"row {index}")
+            raise ValueError(f"{source}: missing or empty column 'target' (the calibration target y_ref)")
+        responses = [row[side] for side in sides]
+        encoded = _encode_row(tokenizer, row["prompt"], responses, max_length, use_chat_template)
         if encoded is None:
             dropped += 1
             continue
-        (chosen, rejected), was_cut = encoded
-        for side, ids in (("chosen", chosen), ("rejected", rejected)):
+        encoded_sides, was_cut, prompt_length = encoded
+        for side, ids in zip(sides, encoded_sides):
             arrays[f"{side}_tokens"][kept, : len(ids)] = ids
             arrays[f"{side}_attention_mask"][kept, : len(ids)] = True
+            arrays[f"{side}_loss_mask"][kept, prompt_length : len(ids)] = True
         arrays["preference"][kept] = row.get("preference", 1.0)
         arrays["margin"][kept] = row.get("margin", 0.0)
         truncated += was_cut
@@ -170,38 +184,58 @@ def tokenize_rankings(
     use_chat_template: bool,
     num_responses: int | None = None,
 ) -> PreferenceExamples:
-    """Tokenises ranked rows into tokens / attention_mask [n, K_max, max_length] and valid [n, K_max].
+    """Tokenises ranked rows into tokens / attention_mask / loss_mask [n, K_max, max_length], valid and rewards
+    [n, K_max] (a row's optional 'rewards' list, one number per response, else 0, -1, -2, ... down its ranking).
 
     K_max is `num_responses`, or the largest K among `rows` when None; a row with more responses than
-    `num_responses` is an error naming it. Truncation and dropping as in `tokenize_pairs`.
+    `num_responses`, or with 'rewards' of another length, is an error naming it. Truncation and dropping as in
+    `tokenize_pairs`.
     """
     largest = max(len(row["responses"]) for row in rows)
     num_responses = largest if num_responses is None else num_responses
-    for row in rows:
+    for index, row in enumerate(rows):
+        source = row.get("_source", f"row {index}")
         if len(row["responses"]) > num_responses:
-            source = row.get("_source", "a row")
             raise ValueError(f"{source}: {len(row['responses'])} responses, more than num_responses={num_responses}")
+        row_rewards = row.get("rewards")
+        if row_rewards is not None and (
+            not isinstance(row_rewards, (list, tuple))
+            or len(row_rewards) != len(row["responses"])
+            or not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in row_rewards)
+        ):
+            raise ValueError(f"{source}: column 'rewards' must be a list of {len(row['responses'])} numbers")
     pad = _pad_id(tokenizer)
     tokens = np.full((len(rows), num_responses, max_length), pad, np.int32)
     attention_mask = np.zeros((len(rows), num_responses, max_length), bool)
+    loss_mask = np.zeros((len(rows), num_responses, max_length), bool)
     valid = np.zeros((len(rows), num_responses), bool)
+    rewards = np.zeros((len(rows), num_responses), np.float32)
     kept, truncated, dropped = 0, 0, 0
     for row in rows:
         encoded = _encode_row(tokenizer, row["prompt"], row["responses"], max_length, use_chat_template)
         if encoded is None:
             dropped += 1
             continue
-        responses, was_cut = encoded
+        responses, was_cut, prompt_length = encoded
+        row_rewards = row.get("rewards")
         for slot, ids in enumerate(responses):
             tokens[kept, slot, : len(ids)] = ids
             attention_mask[kept, slot, : len(ids)] = True
+            loss_mask[kept, slot, prompt_length : len(ids)] = True
             valid[kept, slot] = True
+            rewards[kept, slot] = -slot if row_rewards is None else row_rewards[slot]
         truncated += was_cut
         kept += 1
     _log_counts("ranked", len(rows), max_length, truncated, dropped)
     if kept == 0:
         raise ValueError(f"every one of {len(rows)} rows was dropped: prompts longer than max_length={max_length}")
-    arrays = {"tokens": tokens[:kept], "attention_mask": attention_mask[:kept], "valid": valid[:kept]}
+    arrays = {
+        "tokens": tokens[:kept],
+        "attention_mask": attention_mask[:kept],
+        "loss_mask": loss_mask[:kept],
+        "valid": valid[:kept],
+        "rewards": rewards[:kept],
+    }
     return PreferenceExamples(arrays, truncated, dropped)
 
 
