@@ -1,0 +1,1 @@
+"""Evaluation: judge win rates, length control, harmless rate, self-preference, RM accuracy, reports and plots."""

@@ -1,0 +1,122 @@
+"""d-RLAIF: the expected score and reward by hand, on a model whose score distribution we plant, and as RL reward."""
+
+import importlib.util
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from rlaif_jax import models, pipelines
+from rlaif_jax.feedback import templates
+from rlaif_jax.feedback.d_rlaif import (
+    DRlaifReward,
+    d_rlaif_scores,
+    expected_score,
+    load_d_rlaif_reward,
+    parse_spec,
+    score_to_reward,
+)
+from rlaif_jax.models.byte_tokenizer import byte_tokenizer
+from rlaif_jax.pipelines.policy_eval import make_reward_fn
+from rlaif_jax.workdir import read_metrics
+
+
+def test_expected_score_and_reward_by_hand():
+    probs = np.zeros((4, 10))
+    probs[0, 6] = 1.0  # all mass on "7"
+    probs[1] = 0.1  # uniform
+    probs[2, [2, 8]] = 0.5  # "3" and "9"
+    probs[3, [0, 9]] = 0.5  # "1" and "10"
+    np.testing.assert_allclose(expected_score(probs), [7.0, 5.5, 6.0, 5.5])
+    np.testing.assert_allclose(score_to_reward(expected_score(probs)), [1 / 3, 0.0, 1 / 9, 0.0])
+    np.testing.assert_allclose(score_to_reward(np.array([1.0, 10.0])), [-1.0, 1.0])
+    with pytest.raises(ValueError, match=r"\[n, 10\]"):
+        expected_score(np.ones((2, 9)))
+
+
+def planted_scorer() -> models.LanguageModel:
+    """A byte-tokenizer model whose blocks add nothing, so the logits depend only on the last token: after ' ' it
+    says "1" w.p. 0.2, "5" 0.3, "9" 0.5; after "1" it says "0" w.p. 0.5 (and "x" 0.5). Every other token: e^-40."""
+    config = models.ModelConfig(
+        vocab_size=259, hidden_size=32, tie_word_embeddings=False, scan_layers=False, max_position_embeddings=2048
+    )
+    lm = models.init_random(config, tokenizer=byte_tokenizer())
+    params = {key: value for key, value in lm.params.items()}
+    for i in range(config.num_layers):
+        layer = params[f"layers_{i}"]
+        layer["attention"]["o_proj"] = np.zeros_like(layer["attention"]["o_proj"])
+        layer["mlp"]["down_proj"] = np.zeros_like(layer["mlp"]["down_proj"])
+    embedding = np.zeros((259, 32), np.float32)
+    embedding[ord(" "), 0] = 1.0  # RMSNorm turns e_k into e_k / sqrt(1/32 + eps)
+    embedding[ord("1"), 1] = 1.0
+    norm_gain = 1.0 / math.sqrt(1.0 / 32 + config.rms_norm_eps)
+    lm_head = np.full((32, 259), -40.0 / norm_gain, np.float32)
+    for row, planted in ((0, {"1": 0.2, "5": 0.3, "9": 0.5}), (1, {"0": 0.5, "x": 0.5})):
+        for char, probability in planted.items():
+            lm_head[row, ord(char)] = math.log(probability) / norm_gain
+    params.update(embedding=embedding, lm_head=lm_head)
+    return lm.replace(params=params)
+
+
+def test_planted_distribution_gives_the_hand_computed_score(record_diff):
+    scores = d_rlaif_scores(planted_scorer(), ["SUBREDDIT: r/x\nPOST: p\nTL;DR:"], ["a summary"])
+    # Unnormalised: "1" 0.2, "5" 0.3, "9" 0.5, "10" = 0.2 * 0.5; renormalised over the ten scores.
+    expected_probs = np.array([0.2, 0, 0, 0, 0.3, 0, 0, 0, 0.5, 0.1]) / 1.1
+    np.testing.assert_allclose(scores.probs[0], expected_probs, atol=1e-5)
+    expected = (1 * 0.2 + 5 * 0.3 + 9 * 0.5 + 10 * 0.1) / 1.1  # 6.5454...
+    error = record_diff("|s - 7.2/1.1| planted", abs(scores.expected_score[0] - expected), 1e-4)
+    assert error <= 1e-4
+    np.testing.assert_allclose(scores.reward, [(expected - 5.5) / 4.5], atol=1e-4)  # 0.2323...
+
+
+def test_reward_fn_interface(byte_lm):
+    lm, _ = byte_lm
+    reward_fn = DRlaifReward(lm, template="helpful")
+    prompts, completions = ["Human: hi\n\nAssistant:"] * 2 + ["Q?"], ["Hello!", "Go away.", "A."]
+    rewards = reward_fn(prompts, completions)
+    assert rewards.shape == (3,) and rewards.dtype == np.float32
+    assert np.all(np.abs(rewards) <= 1.0)
+    direct = d_rlaif_scores(lm, prompts, completions, template=templates.score_template("helpful"))
+    np.testing.assert_allclose(rewards, (direct.probs @ np.arange(1, 11) - 5.5) / 4.5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("smollm2-135m-instruct", ("summarize", "smollm2-135m-instruct")),
+        ("sentiment:tiny", ("sentiment", "tiny")),
+        ("helpful:/models/a:b", ("helpful", "/models/a:b")),
+        ("/models/a:b", ("summarize", "/models/a:b")),
+    ],
+)
+def test_parse_spec(spec, expected):
+    assert parse_spec(spec) == expected
+
+
+def test_make_reward_fn_builds_the_d_rlaif_reward():
+    reward_fn = make_reward_fn("d_rlaif:sentiment:tiny", max_length=64, use_chat_template=False)
+    assert isinstance(reward_fn, DRlaifReward) and reward_fn.template.name == "sentiment"
+    rewards = reward_fn(["review: a film"], ["great"])
+    assert rewards.shape == (1,) and -1.0 <= rewards[0] <= 1.0
+    with pytest.raises(ValueError, match="names no labeler model"):
+        load_d_rlaif_reward("summarize:")
+
+
+@pytest.mark.slow
+def test_d_rlaif_tiny_config_trains_on_the_score_reward(tmp_path):
+    """configs/d_rlaif.py:tiny end to end: SFT, then REINFORCE steps whose rewards are d-RLAIF scores in [-1, 1]."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs", "d_rlaif.py")
+    spec = importlib.util.spec_from_file_location("configs_d_rlaif", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("tiny")
+    assert config.rl.reward == "d_rlaif:helpful:tiny" and config.rl.algorithm == "reinforce"
+    config.sft.train.num_steps = 20
+    config.train.num_steps = 2
+    config.rl.eval_prompts = 8
+    pipelines.run(config, str(tmp_path))
+    rewards = [row["reward_mean"] for row in read_metrics(str(tmp_path))]
+    assert len(rewards) == 2 and all(-1.0 <= r <= 1.0 for r in rewards)
+    assert "gold_reward" in json.loads((tmp_path / "eval_end.json").read_text())
