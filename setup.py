@@ -26,9 +26,11 @@ setuptools.setup(
         "absl-py",
         "vaderSentiment",  # gold judge of the sentiment task (ships its lexicon)
         "sacrebleu",  # BLEU / chrF rewards (ReST)
+        "matplotlib",  # evaluation report plots (Agg backend, PNG)
     ],
     extras_require={
         # torch is only the numerical reference in tests (pip install torch==2.13.0 takes the local CPU build).
-        "test": ["pytest", "torch==2.13.0", "accelerate", "ruff"],
+        # trl: the DPO/IPO/hinge/cDPO parity test calls DPOTrainer._compute_loss (a private method: pinned).
+        "test": ["pytest", "torch==2.13.0", "accelerate", "ruff", "trl==1.16.0"],
     },
 )

@@ -8,6 +8,14 @@ PIPELINES = {
     "sft": "rlaif_jax.pipelines.sft",
     "online_rl": "rlaif_jax.pipelines.online_rl",
     "reward_model": "rlaif_jax.pipelines.reward_model",
+    "rlcd": "rlaif_jax.pipelines.rlcd",
+    "ai_labels": "rlaif_jax.pipelines.ai_labels",
+    "rest": "rlaif_jax.pipelines.rest",
+    "win_rate": "rlaif_jax.pipelines.win_rate",
+    "preference": "rlaif_jax.pipelines.preference",
+    "best_of_n": "rlaif_jax.pipelines.best_of_n",
+    "expert_iteration": "rlaif_jax.pipelines.expert_iteration",
+    "conditional": "rlaif_jax.pipelines.conditional",
 }
 
 
