@@ -39,7 +39,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             task="toy" if tiny else "sentiment",  # train prompts to sample and held-out prompts to evaluate on
             train_file="",  # source 'jsonl': pairwise JSONL {"prompt","chosen","rejected"} (ranked for RRHF)
             label_reward="toy" if tiny else "sentiment",  # scores the samples: 'toy', 'sentiment', 'reward_model:DIR'
-            num_prompts=0 if tiny else 16,  # train prompts sampled; 0 = all of the task's (toy 256, sentiment 64)
+            num_prompts=0 if tiny else 16,  # train prompts (cycling past the split); 0 = all (toy 256, sentiment 64)
             samples_per_prompt=4,  # K responses per prompt (DPO §6.1: 4 completions per prefix)
             pairing="best_worst" if tiny else "all_pairs",  # 'best_worst', 'all_pairs' (§6.1: 4 -> 6) or 'tournament'
             temperature=1.0,  # sampling temperature of the K responses

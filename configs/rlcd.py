@@ -9,8 +9,9 @@ PPO. Stages and outputs: rlaif_jax/pipelines/rlcd.py; prompt construction: rlaif
 after a positive affix ("letter: c (accurate)"), 0.05 after a negative one ("(careless)") and 0.5 with none, a
 stand-in for a pretrained LM that understands the affixes. Then it samples 256 contrast pairs, trains a reward model
 on them, measures its agreement with the gold toy reward on fresh held-out pairs (WORKDIR/rm_gold_agreement.json)
-and runs PPO on it (WORKDIR/ppo/eval_start.json, eval_end.json: held-out gold reward before and after). Measured:
-see tests/pipelines/test_rlcd_pipeline.py.
+and runs PPO on it (WORKDIR/ppo/eval_start.json, eval_end.json: held-out gold reward before and after). Measured
+(~1 min on 2 CPU cores): label accuracy of the contrast pairs 0.96, RM-gold agreement 0.97 on held-out contrast
+pairs and 0.66 on i.i.d. pairs of the plain prompt, PPO on the RM 0.43 -> 0.96 gold at 3.5 nats.
 `smollm2` runs the sentiment task on SmolLM2-135M-Instruct: the review prompts of rlaif_jax/data/sentiment.py with
 "(giving a glowing, enthusiastic review)" / "(giving a harsh, negative review)" appended to the user turn (the chat
 template fixes the assistant header, so the affix cannot go on the `Assistant:` turn as in the paper); gold judge
@@ -83,7 +84,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.reward_model = config_defaults.load_config_file("reward_model", "tiny" if tiny else "smollm2")
     config.reward_model.data.max_length = 24 if tiny else 128  # prompt + response + EOS
     config.reward_model.data.eval_fraction = 0.05  # pairs held out for the RM's own accuracy
-    config.reward_model.train.num_steps = 100 if tiny else 0  # 0 = num_epochs passes
+    config.reward_model.train.num_steps = 300 if tiny else 0  # 0 = num_epochs passes (tiny: 100 gave i.i.d. 0.53)
     config.reward_model.train.num_epochs = 2  # passes over the pairs when num_steps is 0
     config.reward_model.checkpoint.every_steps = 100 if tiny else 200
     if not tiny:

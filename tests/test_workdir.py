@@ -60,9 +60,7 @@ def test_metrics_lines_with_step(tmp_path):
     with wd.MetricsWriter(str(tmp_path), tensorboard=False) as writer:
         writer.write(1, {"loss": jnp.float32(0.5), "n": np.int64(3), "lr": 0.1})
         # Flushed per line: readable before close.
-        assert wd.read_metrics(str(tmp_path)) == [
-            {"step": 1, "loss": 0.5, "n": 3, "lr": 0.1}
-        ]
+        assert wd.read_metrics(str(tmp_path)) == [{"step": 1, "loss": 0.5, "n": 3, "lr": 0.1}]
         writer.write(jnp.int32(2), {"loss": jnp.array(0.25)})
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [next(iter(json.loads(line))) for line in lines] == ["step", "step"]
@@ -96,9 +94,7 @@ def test_non_scalar_metric_names_key(tmp_path):
 
 
 def test_bad_json_line_names_file_and_line(tmp_path):
-    (tmp_path / "metrics.jsonl").write_text(
-        '{"step": 1, "loss": 1.0}\nnot json\n{"step": 3}\n'
-    )
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\nnot json\n{"step": 3}\n')
     with pytest.raises(ValueError, match=r"metrics\.jsonl:2"):
         wd.read_metrics(str(tmp_path))
 

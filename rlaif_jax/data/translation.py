@@ -108,7 +108,11 @@ def translation_rows(split: str, num_rows: int, *, seed: int, noise: float = 0.0
         source = pool[rng.integers(len(pool))]
         reference = translate(source)
         rows.append(
-            {"prompt": translation_prompt(source), "response": " " + _noisy(reference, rng, noise), "reference": reference}
+            {
+                "prompt": translation_prompt(source),
+                "response": " " + _noisy(reference, rng, noise),
+                "reference": reference,
+            }
         )
     return rows
 

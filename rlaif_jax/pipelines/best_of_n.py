@@ -103,7 +103,7 @@ def run(config, workdir: str) -> dict:
     )
     gold_fn = make_gold_reward(bon.gold_reward)
     rng = jax.random.key(config.seed)
-    prompts = policy_eval.task_prompts(bon.task, "held_out", config.seed)[: bon.eval_prompts]
+    prompts = policy_eval.task_prompts(bon.task, "held_out", config.seed, bon.eval_prompts)
     result = sample(prompts, encode(prompts, "held_out"), ns[-1], jax.random.fold_in(rng, 0))
     gold_rewards = np.asarray(gold_fn(result.rollout.prompts, result.rollout.completions), np.float32)
     rows = best_of_n_rows(result, gold_rewards.reshape(len(prompts), ns[-1]), ns)

@@ -137,7 +137,7 @@ def run(config, workdir: str) -> dict:
 
     rng = jax.random.key(config.seed)
     gold_fn = make_gold_reward(cond.gold_reward)
-    eval_prompts = policy_eval.task_prompts(cond.task, "held_out", config.seed)[: cond.eval_prompts]
+    eval_prompts = policy_eval.task_prompts(cond.task, "held_out", config.seed, cond.eval_prompts)
     eval_ids = encode(eval_prompts, f"{cond.task} (held_out)")
 
     def evaluate(current, ids, kl_fn):

@@ -83,7 +83,7 @@ def run(config, workdir: str) -> dict:
 
     train_prompts = policy_eval.task_prompts(ei.task, "train", config.seed)
     train_ids = encode(train_prompts, "train")
-    eval_prompts = policy_eval.task_prompts(ei.task, "held_out", config.seed)[: ei.eval_prompts]
+    eval_prompts = policy_eval.task_prompts(ei.task, "held_out", config.seed, ei.eval_prompts)
     eval_ids = encode(eval_prompts, "held_out")
     reward_fn = policy_eval.make_reward_fn(
         ei.reward, max_length=prompt_length + ei.max_new_tokens + 1, use_chat_template=ei.use_chat_template

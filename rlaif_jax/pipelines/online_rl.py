@@ -134,7 +134,7 @@ def run(config, workdir: str) -> dict:
 
     train_prompts = policy_eval.task_prompts(rl.task, "train", config.seed)
     train_ids = encode_all(train_prompts)
-    eval_prompts = policy_eval.task_prompts(rl.task, "held_out", config.seed)[: rl.eval_prompts]
+    eval_prompts = policy_eval.task_prompts(rl.task, "held_out", config.seed, rl.eval_prompts)
     eval_ids = encode_all(eval_prompts)
     reward_fn = policy_eval.make_reward_fn(
         rl.reward, max_length=prompt_length + rl.max_new_tokens + 1, use_chat_template=rl.use_chat_template

@@ -22,16 +22,22 @@ from rlaif_jax.train import rollout as rollouts
 TASKS = ("toy", "sentiment", "reviews")
 
 
-def task_prompts(task: str, split: str, seed: int) -> list[str]:
+def task_prompts(task: str, split: str, seed: int, num_prompts: int = 0) -> list[str]:
     """Prompt texts of a task: 'toy' (letters; 'train' and 'held_out' draw different seeds), 'sentiment'
-    (SmolLM2 movie reviews) or 'reviews' (the tiny-model sentiment task; data/sentiment.py)."""
+    (SmolLM2 movie reviews) or 'reviews' (the tiny-model sentiment task; data/sentiment.py). With `num_prompts`
+    > 0 the first `num_prompts`, cycling through the split again when it is shorter (the 8 held-out `reviews`
+    titles give 128 samples at 128); 0 = the split once."""
     if task == "toy":
-        return [row["prompt"] for row in toy_rows(256, seed=seed + (0 if split == "train" else 10_000))]
-    if task == "sentiment":
-        return sentiment_prompts(split)
-    if task == "reviews":
-        return review_prompts(split)
-    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        prompts = [row["prompt"] for row in toy_rows(256, seed=seed + (0 if split == "train" else 10_000))]
+    elif task == "sentiment":
+        prompts = sentiment_prompts(split)
+    elif task == "reviews":
+        prompts = review_prompts(split)
+    else:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if num_prompts <= 0:
+        return prompts
+    return [prompts[i % len(prompts)] for i in range(num_prompts)]
 
 
 def encode_prompts(

@@ -100,8 +100,7 @@ def sample_responses(policy, prompts, prompt_ids, reward_fn, data_config, rng) -
 def load_samples(config, workdir: str, policy, seed_rng) -> list[dict]:
     """WORKDIR/samples.jsonl, written on the first run (sampled from the start policy) and reused afterwards."""
     data = config.data
-    prompts = policy_eval.task_prompts(data.task, "train", config.seed)
-    prompts = prompts[: data.num_prompts] if data.num_prompts else prompts
+    prompts = policy_eval.task_prompts(data.task, "train", config.seed, data.num_prompts)
     path = os.path.join(workdir, SAMPLES_FILE)
     if os.path.exists(path):
         rows = sampled_pairs.read_samples(path, num_prompts=len(prompts), samples_per_prompt=data.samples_per_prompt)
@@ -263,7 +262,7 @@ def run(config, workdir: str) -> dict:
     logging.info("preference data: %d %s examples from %s", num_examples, loss.method, data.source)
 
     eval_config = config.eval
-    eval_prompts = policy_eval.task_prompts(data.task, "held_out", config.seed)[: eval_config.num_prompts]
+    eval_prompts = policy_eval.task_prompts(data.task, "held_out", config.seed, eval_config.num_prompts)
     eval_ids = policy_eval.encode_prompts(
         policy.tokenizer,
         eval_prompts,

@@ -6,16 +6,18 @@ Grow g -> WORKDIR/grow_{g}.jsonl: `num_samples` samples per training source from
 normalised reward. A re-run reads the file back and never samples again.
 Improve i -> WORKDIR/grow_{g}/improve_{i}: keep the rows whose normalised reward is > τ_i (τ rising through
 `config.improve.thresholds`, τ_0 = 0: all of D_g), fine-tune with the BC loss (the SFT NLL, ReST's best loss,
-Fig. 5) from the previous policy at learning rate `optimizer.learning_rate · lr_decay^k` (k = Improve steps trained before it in this Grow
-step: "a lower learning rate" each step; the paper does not say whether it restarts per Grow step), then evaluate on the validation set (the stopping rule) and the test set (the report). With
+Fig. 5) from the previous policy at learning rate `optimizer.learning_rate · lr_decay^k` (k = Improve steps trained
+before it in this Grow step: "a lower learning rate" each step; the paper does not say whether it restarts per Grow
+step), then evaluate on the validation set (the stopping rule) and the test set (the report). With
 `improve.stop_when_no_gain` (Alg. 1: "while the reward improves on D_eval") the Improve loop of a Grow step stops at
 the first step whose validation reward is not above the best so far, and the best policy is kept: the next Grow
 samples from it. With `improve.threshold_above_mean` a step whose τ is at or below the mean normalised reward of D_g
 is skipped (Alg. 1: τ_1 > V^{π_0} = E_{D_g}[R]), so a later Grow step does not first fall back to the mean of D_g.
 WORKDIR/rest.json and rest.md hold the reward per (grow, improve) step, named as in ReST's Table 1: "BC (G=0, I=0)"
-is the start, "ReST (G=g, I=i)" the policy after Improve step i (from 0) of Grow step g (from 1). With `sft_first` the initial policy is BC on D
-(ReST's "G=0 I=0"), trained into WORKDIR/sft. Re-running the same command resumes: Grow files and evaluations are
-read back, an interrupted Improve step continues from its checkpoint and a finished one is restored from its last.
+is the start, "ReST (G=g, I=i)" the policy after Improve step i (from 0) of Grow step g (from 1). With `sft_first`
+the initial policy is BC on D (ReST's "G=0 I=0"), trained into WORKDIR/sft. Re-running the same command resumes:
+Grow files and evaluations are read back, an interrupted Improve step continues from its checkpoint and a finished
+one is restored from its last.
 """
 
 from __future__ import annotations
@@ -211,7 +213,13 @@ def grow(
         finished = (lengths > 0) & np.isin(last_tokens, stop_ids)
         for prompt, completion, score, done in zip(rollout.prompts, rollout.completions, rollout.scores, finished):
             rows.append(
-                {"source": prompt, "output": completion, "reward": float(score), "finished": bool(done), "origin": origin}
+                {
+                    "source": prompt,
+                    "output": completion,
+                    "reward": float(score),
+                    "finished": bool(done),
+                    "origin": origin,
+                }
             )
     return rows
 
@@ -318,7 +326,11 @@ def markdown_table(results: dict) -> str:
             f"| {step['valid']['gold_reward']:.4f} | {step['test']['gold_reward']:.4f} | {step['test']['kl']:.3f} "
             f"| {'yes' if step['kept'] else 'no (stop)'} |"
         )
-    lines += ["", "| grow | samples | mean sample reward | original rows | mean original reward |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| grow | samples | mean sample reward | original rows | mean original reward |",
+        "|---|---|---|---|---|",
+    ]
     for row in results["grow"]:
         lines.append(
             f"| {row['grow']} | {row['num_samples']} | {row['sample_reward']:.4f} | {row['num_original']} "
@@ -431,7 +443,9 @@ def run(config, workdir: str) -> dict:
                 continue
             kept_rows = improve_filter(rows, threshold)
             if not kept_rows:
-                logging.warning("grow %d improve %d: no rows above τ=%g; next Grow", grow_index, improve_index, threshold)
+                logging.warning(
+                    "grow %d improve %d: no rows above τ=%g; next Grow", grow_index, improve_index, threshold
+                )
                 results["steps"].append({**step, "skipped": "no rows above τ"})
                 break
             examples = tokenize_prompt_response(
@@ -462,7 +476,7 @@ def run(config, workdir: str) -> dict:
             trained_in_grow += 1
             if not finished:
                 return results  # stopped early: a re-run continues this Improve step from its checkpoint
-            evaluation = cached_json(os.path.join(step_dir, "eval.json"), lambda: evaluate(state["params"]))
+            evaluation = cached_json(os.path.join(step_dir, "eval.json"), lambda state=state: evaluate(state["params"]))
             gained = evaluation["valid"]["gold_reward"] > best_valid
             step.update(
                 num_kept=len(kept_rows),

@@ -21,9 +21,7 @@ def _state(step, n=2):
 
 
 def _abstract(state):
-    return jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
-    )
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
 
 
 def _assert_equal(actual, expected):
@@ -66,9 +64,7 @@ def test_mutating_after_async_save(tmp_path):
     with orbax_state.CheckpointManager(str(tmp_path)) as manager:
         assert manager.save(1, state)
         # Donate every buffer and overwrite the caller's tree before the write finishes.
-        state = jax.jit(
-            lambda s: jax.tree.map(lambda x: x * 0 - 7, s), donate_argnums=0
-        )(state)
+        state = jax.jit(lambda s: jax.tree.map(lambda x: x * 0 - 7, s), donate_argnums=0)(state)
         state["params"]["w"] = jnp.ones_like(state["params"]["w"])
         manager.wait_until_finished()
         _assert_equal(manager.restore(1, _abstract(state)), expected)
@@ -86,9 +82,7 @@ def test_numpy_leaf_mutated_in_place_after_save(tmp_path):
 def test_leftover_tmp_dir_not_listed(saved):
     workdir, states = saved
     # orbax 0.12.8 writes `<step>.orbax-checkpoint-tmp[-<time>]`, renamed when final.
-    os.makedirs(
-        os.path.join(workdir, "checkpoints", "6.orbax-checkpoint-tmp-123", "default")
-    )
+    os.makedirs(os.path.join(workdir, "checkpoints", "6.orbax-checkpoint-tmp-123", "default"))
     with orbax_state.CheckpointManager(workdir, keep=2) as manager:
         assert manager.all_steps() == [4, 5]
         assert manager.latest_step() == 5
@@ -130,17 +124,13 @@ def test_restore_onto_mesh_sharding(tmp_path):
         manager.save(3, state)
         restored = manager.restore(3, abstract)
     _assert_equal(restored, state)
-    for leaf, sharding in zip(
-        jax.tree.leaves(restored), jax.tree.leaves(shardings), strict=True
-    ):
+    for leaf, sharding in zip(jax.tree.leaves(restored), jax.tree.leaves(shardings), strict=True):
         assert leaf.sharding == sharding
 
 
 def test_no_preemption_query_in_single_process(tmp_path, monkeypatch):
     def fail(step):
-        raise AssertionError(
-            "reached_preemption_sync_point called in a single-process run"
-        )
+        raise AssertionError("reached_preemption_sync_point called in a single-process run")
 
     monkeypatch.setattr(multihost_utils, "reached_preemption_sync_point", fail)
     assert jax.process_count() == 1

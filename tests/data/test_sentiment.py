@@ -38,3 +38,11 @@ def test_vader_orders_the_review_words():
     positive, negative, neutral = ([f"{group[0]} plot, {group[0]} cast."] for group in REVIEW_WORDS)
     scores = judge(["p"] * 3, positive + negative + neutral)
     assert scores[0] > 0.8 and scores[1] < -0.6 and scores[2] == 0.0
+
+
+def test_task_prompts_cycle_a_short_split_to_the_asked_number():
+    held_out = review_prompts("held_out")
+    assert task_prompts("reviews", "held_out", 0) == held_out  # 0 = the split once
+    cycled = task_prompts("reviews", "held_out", 0, num_prompts=2 * len(held_out) + 3)
+    assert cycled == held_out * 2 + held_out[:3]
+    assert task_prompts("toy", "held_out", 0, num_prompts=5) == task_prompts("toy", "held_out", 0)[:5]

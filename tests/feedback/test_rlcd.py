@@ -63,7 +63,10 @@ def test_affix_sets_are_the_papers():
     assert harmless.positive[15] == "(ethically and morally aware response)"
     assert harmless.negative[15] == "(unethical and immoral response)" == harmless.negative[4]
     helpful = rlcd.affix_set("helpful")
-    assert (helpful.positive, helpful.negative) == (("(giving a helpful response)",), ("(giving an unhelpful response)",))
+    assert (helpful.positive, helpful.negative) == (
+        ("(giving a helpful response)",),
+        ("(giving an unhelpful response)",),
+    )
     assert helpful.instruction(0) == "Please choose the response that is more helpful."
     assert harmless.instruction(12).startswith("Choose the response that sounds most similar to what a peaceful")
     with pytest.raises(ValueError, match="unknown affix set 'kind'"):

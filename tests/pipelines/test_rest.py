@@ -79,7 +79,9 @@ def test_normalize_rewards():
         rest.normalize_rewards(np.array([2.0, 4.0, 6.0, 3.0]), normalization="minmax", low=0, high=1),
         [0.0, 0.5, 1.0, 0.25],
     )
-    np.testing.assert_array_equal(rest.normalize_rewards(np.array([3.0, 3.0]), normalization="minmax", low=0, high=1), [0, 0])
+    np.testing.assert_array_equal(
+        rest.normalize_rewards(np.array([3.0, 3.0]), normalization="minmax", low=0, high=1), [0, 0]
+    )
     with pytest.raises(ValueError, match="unknown reward normalization 'zscore'"):
         rest.normalize_rewards(chrf, normalization="zscore", low=0, high=1)
     with pytest.raises(ValueError, match="high > low"):
@@ -235,7 +237,9 @@ def test_rest_raises_toy_reward_across_improve_steps_at_bounded_kl(toy_bc, tmp_p
     results = rest.run(config, str(tmp_path))
     assert results["start"] == toy_bc[1]
     rows = rest.read_grow_file(str(tmp_path / "grow_0.jsonl"))
-    assert [r["origin"] for r in rows].count("grow_0") == 64 * 8 and [r["origin"] for r in rows].count("original") == 512
+    assert [r["origin"] for r in rows].count("grow_0") == 64 * 8 and [r["origin"] for r in rows].count(
+        "original"
+    ) == 512
     steps = results["steps"]
     assert [s["num_kept"] for s in steps] == [len(rest.improve_filter(rows, t)) for t in (0.0, 0.7, 0.9)]
     test_rewards = [results["start"]["test"]["gold_reward"]] + [s["test"]["gold_reward"] for s in steps]
@@ -276,7 +280,9 @@ def test_interrupted_run_resumes_bit_identically(toy_bc, tmp_path, monkeypatch):
     expected = rest.run(toy_config(**changes), str(straight))
     grows = []
     real_grow = rest.grow
-    monkeypatch.setattr(rest, "grow", lambda *args, **kwargs: grows.append(kwargs["origin"]) or real_grow(*args, **kwargs))
+    monkeypatch.setattr(
+        rest, "grow", lambda *args, **kwargs: grows.append(kwargs["origin"]) or real_grow(*args, **kwargs)
+    )
     partial = rest.run(toy_config(**changes, **{"train.stop_at_step": 3}), str(resumed))
     assert not partial["finished"] and grows == ["grow_0"]
     assert not (resumed / "grow_0" / "improve_0" / "eval.json").exists()

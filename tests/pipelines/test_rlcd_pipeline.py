@@ -70,7 +70,9 @@ def test_jsonl_dialogues_are_cut_and_split(tmp_path):
     train = rlcd_pipeline.task_prompt_texts(task, "train", 0, dialogue=True)
     held_out = rlcd_pipeline.task_prompt_texts(task, "held_out", 0, dialogue=True)
     assert (len(train), len(held_out)) == (19, 1)  # eval_fraction 0.05 of 20
-    assert set(train) | set(held_out) == {f"Human: q{i}\n\nAssistant: a{i}\n\nHuman: r{i}\n\nAssistant:" for i in range(20)}
+    assert set(train) | set(held_out) == {
+        f"Human: q{i}\n\nAssistant: a{i}\n\nHuman: r{i}\n\nAssistant:" for i in range(20)
+    }
     path.write_text(json.dumps({"chosen": "Human: no assistant turn"}) + "\n")
     with pytest.raises(ValueError, match=r"dialogues.jsonl:1: column 'chosen': no 'Assistant:' turn"):
         rlcd_pipeline.task_prompt_texts(task, "train", 0, dialogue=True)
@@ -140,7 +142,11 @@ def test_dialogue_task_builds_affixed_prompts_and_drops_unfinished_turns(tmp_pat
 
     lm = build_model(config.model, None, None)
     rows, stats = rlcd_pipeline.contrast_pairs(
-        lm, ["Human: hi\n\nAssistant: yo\n\nHuman: ok?\n\nAssistant:"], config, seed=0, rng=__import__("jax").random.key(1)
+        lm,
+        ["Human: hi\n\nAssistant: yo\n\nHuman: ok?\n\nAssistant:"],
+        config,
+        seed=0,
+        rng=__import__("jax").random.key(1),
     )
     assert rows == [] and stats["num_sides_rejected"] == 2
     index = int(rlcd.draw_affix_indices(1, 16, seed=0)[0])
