@@ -3,7 +3,10 @@
 RLAIF (Lee et al. 2023) reads its AI preference as the softmax over the log-probs of the tokens "1" and "2" after
 the labeling prompt (§2.1), and its d-RLAIF score from the likelihoods of "1".."10" (§2.2.2). Here a choice may be
 several tokens (SmolLM2 splits "10" into "1", "0"): its log-prob is the sum over its tokens of log p(token | prompt,
-earlier choice tokens), and the probabilities are the softmax of those sums over the choices.
+earlier choice tokens). When one choice's tokens begin another's ("1" and "1", "0"), p("1") also holds every
+continuation that goes on to "10", so the mass of the longer choice is taken out of the shorter one: the answer "1"
+is "1" not continued into "10", p("1") - p("10"). The probabilities are these exclusive masses renormalised over the
+choices (for choices of which none begins another: the softmax of the summed log-probs).
 
 Tokenisation: the prompt with the tokenizer's defaults (`tokenizer(text)`, BOS added if the tokenizer does), each
 choice on its own (`tokenizer(choice, add_special_tokens=False)`), concatenated: prompt ids + choice ids. Tokenising
@@ -166,13 +169,46 @@ def choice_probabilities(
       choices: C answers; each is scored as its full token continuation (see the module docstring).
       batch_size: sequences per forward pass.
     Returns:
-      float64 `[n, C]`, rows summing to 1: softmax over c of sum_j log p(choice c's token j | prompt, ...).
+      float64 `[n, C]`, rows summing to 1: each choice's probability as a complete answer (see
+      `exclusive_choice_probabilities`; the softmax of the summed log-probs when no choice begins another).
     """
     if lm.tokenizer is None:
         raise ValueError("choice_probabilities needs a model with a tokenizer (lm.tokenizer is None)")
     choice_ids = encode_choices(lm.tokenizer, choices)
     prompt_ids = [list(lm.tokenizer(text)["input_ids"]) for text in prompt_texts]
-    logprobs = choice_logprobs(lm, prompt_ids, choice_ids, batch_size=batch_size)
-    logprobs = logprobs - logprobs.max(axis=1, keepdims=True)
-    probabilities = np.exp(logprobs)
-    return probabilities / probabilities.sum(axis=1, keepdims=True)
+    return exclusive_choice_probabilities(choice_logprobs(lm, prompt_ids, choice_ids, batch_size=batch_size), choice_ids)
+
+
+def minimal_extensions(choice_ids: Sequence[Sequence[int]]) -> list[list[int]]:
+    """For each choice c, the choices whose ids start with c's and are longer, with no other choice between them
+    (for "1", "10", "100": "1" -> ["10"], "10" -> ["100"], "100" -> [])."""
+    ids = [tuple(c) for c in choice_ids]
+
+    def extends(longer, shorter):
+        return len(longer) > len(shorter) and longer[: len(shorter)] == shorter
+
+    result = []
+    for c in ids:
+        longer = [e for e in range(len(ids)) if extends(ids[e], c)]
+        result.append([e for e in longer if not any(extends(ids[e], ids[m]) for m in longer if m != e)])
+    return result
+
+
+def exclusive_choice_probabilities(logprobs: np.ndarray, choice_ids: Sequence[Sequence[int]]) -> np.ndarray:
+    """Choice probabilities from summed continuation log-probs, each choice's mass without the choices that extend it.
+
+    Args:
+      logprobs: `[n, C]` summed log p of each choice's full token continuation (`choice_logprobs`).
+      choice_ids: the C choices' token ids.
+    Returns:
+      float64 `[n, C]`, rows summing to 1: (p_c - sum of p_e over c's minimal extensions e), clipped at 0 against
+      rounding, renormalised. Without prefix relations this is the softmax of `logprobs` over the choices.
+    """
+    logprobs = np.asarray(logprobs, np.float64)
+    weights = np.exp(logprobs - logprobs.max(axis=1, keepdims=True))
+    exclusive = weights.copy()
+    for c, extensions in enumerate(minimal_extensions(choice_ids)):
+        if extensions:
+            exclusive[:, c] = np.maximum(weights[:, c] - weights[:, extensions].sum(axis=1), 0.0)
+    # The row sum is at least the largest weight's root choice (>= 1), so never 0.
+    return exclusive / exclusive.sum(axis=1, keepdims=True)

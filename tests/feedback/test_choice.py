@@ -6,7 +6,13 @@ import torch
 
 from rlaif_jax import models, sharding
 from rlaif_jax.feedback import choice_probabilities
-from rlaif_jax.feedback.choice import choice_logprobs, encode_choices, scoring_contexts
+from rlaif_jax.feedback.choice import (
+    choice_logprobs,
+    encode_choices,
+    exclusive_choice_probabilities,
+    minimal_extensions,
+    scoring_contexts,
+)
 from rlaif_jax.feedback.templates import labeler_context, pairwise_prompt, pairwise_template
 
 PROMPTS = [
@@ -19,21 +25,40 @@ CHOICES = ("1", "2", "10", "yes", "no way")
 
 def hf_choice_probabilities(hf_model, tokenizer, prompts, choices) -> np.ndarray:
     """The reference: one HF forward per (prompt, choice) over tokenizer(prompt) + tokenizer(choice, no specials),
-    float64 log-softmax, summed over the choice tokens, softmax over choices."""
+    float64 log-softmax, summed over the choice tokens; a choice's mass minus that of the choices that directly
+    extend it (CHOICES: "1" minus "10"), renormalised over choices."""
+    all_ids = [list(tokenizer(choice, add_special_tokens=False)["input_ids"]) for choice in choices]
     result = []
     for prompt in prompts:
         prompt_ids = list(tokenizer(prompt)["input_ids"])
         logps = []
-        for choice in choices:
-            choice_ids = list(tokenizer(choice, add_special_tokens=False)["input_ids"])
+        for choice_ids in all_ids:
             with torch.no_grad():
                 logits = hf_model(torch.tensor([prompt_ids + choice_ids])).logits[0].double()
             logprobs = torch.log_softmax(logits, dim=-1)
             logps.append(sum(float(logprobs[len(prompt_ids) - 1 + j, t]) for j, t in enumerate(choice_ids)))
-        logps = np.array(logps)
-        weights = np.exp(logps - logps.max())
-        result.append(weights / weights.sum())
+        weights = np.exp(np.array(logps))
+        exclusive = weights.copy()
+        for c, ids in enumerate(all_ids):  # in CHOICES no choice has two nested extensions
+            exclusive[c] -= sum(w for e, w in zip(all_ids, weights) if len(e) > len(ids) and e[: len(ids)] == ids)
+        result.append(exclusive / exclusive.sum())
     return np.array(result)
+
+
+def test_minimal_extensions_and_exclusive_probabilities_by_hand():
+    ids = [[1], [1, 0], [1, 0, 0], [2]]  # "1", "10", "100", "2"
+    assert minimal_extensions(ids) == [[1], [2], [], []]
+    # p("1") = 0.5 of which 0.3 goes on to "10" and 0.1 of that to "100"; p("2") = 0.2.
+    probabilities = exclusive_choice_probabilities(np.log([[0.5, 0.3, 0.1, 0.2]]), ids)
+    np.testing.assert_allclose(probabilities, [[0.2 / 0.7, 0.2 / 0.7, 0.1 / 0.7, 0.2 / 0.7]], atol=1e-12)
+    # A labeler sure of "10" ("1" then certainly "0") gives "1" no mass as an answer of its own.
+    sure_of_ten = exclusive_choice_probabilities(np.log([[1.0, 1.0 - 1e-9, 1e-9, 1e-12]]), ids[:2] + ids[3:] + [[3]])
+    assert sure_of_ten[0, 1] > 0.999 and sure_of_ten[0, 0] < 1e-6
+    # Without prefix relations: the plain softmax.
+    logits = np.array([[0.3, -1.2, 2.0]])
+    np.testing.assert_allclose(
+        exclusive_choice_probabilities(logits, [[1], [2], [3, 4]]), np.exp(logits) / np.exp(logits).sum(), atol=1e-12
+    )
 
 
 def test_matches_hf_on_tiny_model_with_multi_token_choices(byte_lm, record_diff):

@@ -62,13 +62,13 @@ def planted_scorer() -> models.LanguageModel:
 
 def test_planted_distribution_gives_the_hand_computed_score(record_diff):
     scores = d_rlaif_scores(planted_scorer(), ["SUBREDDIT: r/x\nPOST: p\nTL;DR:"], ["a summary"])
-    # Unnormalised: "1" 0.2, "5" 0.3, "9" 0.5, "10" = 0.2 * 0.5; renormalised over the ten scores.
-    expected_probs = np.array([0.2, 0, 0, 0, 0.3, 0, 0, 0, 0.5, 0.1]) / 1.1
+    # "10" = 0.2 * 0.5 = 0.1 is the half of "1"'s mass that goes on to "0": the answer "1" keeps 0.2 - 0.1.
+    expected_probs = np.array([0.1, 0, 0, 0, 0.3, 0, 0, 0, 0.5, 0.1])
     np.testing.assert_allclose(scores.probs[0], expected_probs, atol=1e-5)
-    expected = (1 * 0.2 + 5 * 0.3 + 9 * 0.5 + 10 * 0.1) / 1.1  # 6.5454...
-    error = record_diff("|s - 7.2/1.1| planted", abs(scores.expected_score[0] - expected), 1e-4)
+    expected = 1 * 0.1 + 5 * 0.3 + 9 * 0.5 + 10 * 0.1  # 7.1
+    error = record_diff("|s - 7.1| planted", abs(scores.expected_score[0] - expected), 1e-4)
     assert error <= 1e-4
-    np.testing.assert_allclose(scores.reward, [(expected - 5.5) / 4.5], atol=1e-4)  # 0.2323...
+    np.testing.assert_allclose(scores.reward, [(expected - 5.5) / 4.5], atol=1e-4)  # 0.3555...
 
 
 def test_reward_fn_interface(byte_lm):
