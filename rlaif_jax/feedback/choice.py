@@ -176,7 +176,8 @@ def choice_probabilities(
         raise ValueError("choice_probabilities needs a model with a tokenizer (lm.tokenizer is None)")
     choice_ids = encode_choices(lm.tokenizer, choices)
     prompt_ids = [list(lm.tokenizer(text)["input_ids"]) for text in prompt_texts]
-    return exclusive_choice_probabilities(choice_logprobs(lm, prompt_ids, choice_ids, batch_size=batch_size), choice_ids)
+    logprobs = choice_logprobs(lm, prompt_ids, choice_ids, batch_size=batch_size)
+    return exclusive_choice_probabilities(logprobs, choice_ids)
 
 
 def minimal_extensions(choice_ids: Sequence[Sequence[int]]) -> list[list[int]]:
