@@ -13,7 +13,8 @@ cDPO: `--config.loss.label_smoothing=0.1`; hinge (SLiC-style): `--config.loss.lo
 them; WORKDIR/eval_start.json and eval_end.json hold the held-out gold reward and KL to the reference (measured:
 0.48 -> 0.71 at 1.4 nats/sequence; cDPO ε = 0.1: 0.67 at 0.6; hinge: 0.68 at 0.6; ~1 min on 2 CPU cores).
 `smollm2` does the same on the movie-review prompts with VADER as the labeller (the DPO paper's controlled-sentiment
-task, §6.1, with VADER in place of its sentiment classifier).
+task, §6.1, with VADER in place of its sentiment classifier). Measured: held-out VADER 0.19 -> 0.43 at a KL of
+1.76 nats/sequence (16 prompts x 4 samples, every untied pair, 20 steps; 15 min on 2 shared CPU cores).
 `paper` holds DPO's App. B values.
 """
 

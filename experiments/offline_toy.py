@@ -1,6 +1,6 @@
 """Every preference and offline method of the survey and ReST on the toy letters task, from one SFT start.
 
-    python experiments/offline_toy.py --workdir=/tmp/offline_toy            # ~10 min on 2 CPU cores
+    python experiments/offline_toy.py --workdir=/tmp/offline_toy            # ~3 min on 2 CPU cores
     python experiments/offline_toy.py --workdir=/tmp/offline_toy --smoke    # seconds a method, for the test suite
     python experiments/offline_toy.py --workdir=/tmp/offline_toy --methods=dpo,ipo,best_of_n
 

@@ -135,9 +135,14 @@ def sampled_rows(config, samples: list[dict]) -> list[dict]:
         rewards = np.asarray(sample["rewards"], np.float64)
         if loss.method == "rso":
             rng = np.random.default_rng([config.seed, index])
-            kept = rso.statistical_rejection_sample(
-                rewards, num_samples=loss.rso_num_samples, beta=loss.rso_beta, rng=rng
-            )
+            # The paper keys candidates by text: a decode drawn twice is one candidate (its first index).
+            first_index = {text: i for i, text in reversed(list(enumerate(sample["responses"])))}
+            distinct = np.array(sorted(first_index.values()))
+            kept = distinct[
+                rso.statistical_rejection_sample(
+                    rewards[distinct], num_samples=loss.rso_num_samples, beta=loss.rso_beta, rng=rng
+                )
+            ]
             pairs.append(rso.make_pairs(rng.permutation(kept), rewards, method=data.pairing))
         else:
             pairs.append(sampled_pairs.pair_indices(rewards, data.pairing))

@@ -159,3 +159,14 @@ def test_reference_cache_mismatch_names_the_file(tmp_path):
     changed = dict(arrays, chosen_tokens=arrays["chosen_tokens"] + 1)
     with pytest.raises(ValueError, match=r"reference_logps.npz: computed for other token arrays"):
         preference.cached_reference_logprobs(path, changed, lambda: values)
+
+
+def test_rso_counts_a_decode_drawn_twice_as_one_candidate():
+    config = config_defaults.load_config_file("rso", "tiny")
+    config.loss.rso_num_samples, config.loss.rso_beta = 4, 1e6  # β huge: every candidate visited is accepted
+    config.data.pairing = "first_round"
+    samples = [{"prompt": "letter: a", "responses": ["x", "x", "x", "y", "z", "w"], "rewards": [1, 1, 1, 0, 2, 3]}]
+    rows = preference.sampled_rows(config, samples)
+    # Candidates x, y, z, w (the x copies are one): 4 kept, 2 first-round pairs, no pair of a text with itself.
+    assert len(rows) == 2
+    assert sorted(text for row in rows for text in (row["chosen"], row["rejected"])) == ["w", "x", "y", "z"]
