@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -208,3 +208,13 @@ def write_json(workdir: str, name: str, value: Any) -> str:
     path = os.path.join(workdir, name)
     _atomic_write(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def cached_json(path: str, compute: Callable[[], Any]) -> Any:
+    """The JSON value at `path` if the file exists, else `compute()`, written there first (so a re-run reuses it)."""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    value = compute()
+    write_json(os.path.dirname(path), os.path.basename(path), value)
+    return value

@@ -29,7 +29,7 @@ from rlaif_jax.data.sft import tokenize_prompt_response
 from rlaif_jax.losses.sft import sft_loss_fn
 from rlaif_jax.pipelines import policy_eval
 from rlaif_jax.pipelines.best_of_n import markdown_table
-from rlaif_jax.pipelines.expert_iteration import cached_json, read_scored_rows
+from rlaif_jax.pipelines.expert_iteration import read_scored_rows
 from rlaif_jax.pipelines.model_setup import build_mesh, initial_policy
 from rlaif_jax.rewards.gold import make_gold_reward
 from rlaif_jax.train import rollout as rollouts
@@ -155,7 +155,7 @@ def run(config, workdir: str) -> dict:
         )
 
     results = {
-        "start": cached_json(
+        "start": run_dir.cached_json(
             os.path.join(workdir, "eval_start.json"),
             lambda: evaluate(policy, eval_ids, policy_eval.make_kl_fn(policy.module, prompt_length)),
         )
@@ -212,7 +212,7 @@ def run(config, workdir: str) -> dict:
     kl_fn = make_conditional_kl_fn(policy.module, prompt_length, plain_tokens, plain_mask)
     for tag, prefix in prefixes.items():
         ids = encode([prefix + text for text in eval_prompts], f"{cond.task} (held_out, {tag} prefix)")
-        results[tag] = cached_json(
+        results[tag] = run_dir.cached_json(
             os.path.join(workdir, f"eval_{tag}.json"), lambda ids=ids: evaluate(trained, ids, kl_fn)
         )
     tag_rewards = {tag: [row["reward"] for row in data if row["tag"] == tag] for tag in ("good", "bad")}

@@ -14,7 +14,6 @@ checkpoint.
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -36,16 +35,6 @@ from rlaif_jax.train.loop import fit
 DATA_FILE = "data.jsonl"
 EVAL_FILE = "eval.json"
 RESULTS_FILE = "expert_iteration.json"
-
-
-def cached_json(path: str, compute) -> dict:
-    """The JSON object at `path` if it exists, else `compute()` written there first (so a re-run reuses it)."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    value = compute()
-    run_dir.write_json(os.path.dirname(path), os.path.basename(path), value)
-    return value
 
 
 def read_scored_rows(path: str) -> list[dict]:
@@ -103,7 +92,7 @@ def run(config, workdir: str) -> dict:
         kl_fn=kl_fn,
         rng=jax.random.fold_in(rng, 2),  # the same draws for every evaluation: differences are less noisy
     )
-    results = {"start": cached_json(os.path.join(workdir, "eval_start.json"), lambda: evaluate(policy))}
+    results = {"start": run_dir.cached_json(os.path.join(workdir, "eval_start.json"), lambda: evaluate(policy))}
     rows = [{"iteration": 0, "data_reward": float("nan"), **results["start"]}]
     params = policy.params
     for iteration in range(1, ei.iterations + 1):
@@ -150,7 +139,9 @@ def run(config, workdir: str) -> dict:
             return results  # stopped early (config.train.stop_at_step): a re-run continues this iteration
         params = state["params"]
         trained = policy.replace(params=params)
-        evaluation = cached_json(os.path.join(iteration_dir, EVAL_FILE), lambda trained=trained: evaluate(trained))
+        evaluation = run_dir.cached_json(
+            os.path.join(iteration_dir, EVAL_FILE), lambda trained=trained: evaluate(trained)
+        )
         rows.append(
             {"iteration": iteration, "data_reward": float(np.mean([row["reward"] for row in data])), **evaluation}
         )

@@ -9,6 +9,7 @@ re-running the command resumes.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import jax
@@ -167,10 +168,9 @@ def run(config, workdir: str) -> dict:
         kl_fn=kl_fn,
         rng=eval_rng,
     )
-    results = {}
-    if start_step == 0:
-        results["start"] = evaluate(policy, jax.random.fold_in(rng, 2))
-        run_dir.write_json(workdir, "eval_start.json", results["start"])
+    # A resumed run reads the start evaluation back, so its results have 'start' too.
+    start_path = os.path.join(workdir, "eval_start.json")
+    results = {"start": run_dir.cached_json(start_path, lambda: evaluate(policy, jax.random.fold_in(rng, 2)))}
     previous_length = None
     with run_dir.MetricsWriter(workdir, resume_step=start_step) as metrics_writer:
         first_iteration = start_step // steps_per_iteration

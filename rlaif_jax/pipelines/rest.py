@@ -23,7 +23,6 @@ one is restored from its last.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -261,16 +260,6 @@ def read_grow_file(path: str) -> list[dict]:
     return rows
 
 
-def cached_json(path: str, compute: Callable[[], dict]) -> dict:
-    """The JSON object at `path` if there is one, else `compute()`, written there first (a re-run reuses it)."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    value = compute()
-    run_dir.write_json(os.path.dirname(path), os.path.basename(path), value)
-    return value
-
-
 def threshold_for(thresholds: Sequence[float], improve_index: int) -> float:
     """τ of Improve step `improve_index` (0-based): the schedule's entry, its last one past its end."""
     return float(thresholds[min(improve_index, len(thresholds) - 1)])
@@ -389,7 +378,7 @@ def run(config, workdir: str) -> dict:
         }
 
     results = {
-        "start": cached_json(os.path.join(workdir, "eval_start.json"), lambda: evaluate(policy.params)),
+        "start": run_dir.cached_json(os.path.join(workdir, "eval_start.json"), lambda: evaluate(policy.params)),
         "grow": [],
         "steps": [],
         "finished": False,
@@ -476,7 +465,9 @@ def run(config, workdir: str) -> dict:
             trained_in_grow += 1
             if not finished:
                 return results  # stopped early: a re-run continues this Improve step from its checkpoint
-            evaluation = cached_json(os.path.join(step_dir, "eval.json"), lambda state=state: evaluate(state["params"]))
+            evaluation = run_dir.cached_json(
+                os.path.join(step_dir, "eval.json"), lambda state=state: evaluate(state["params"])
+            )
             gained = evaluation["valid"]["gold_reward"] > best_valid
             step.update(
                 num_kept=len(kept_rows),

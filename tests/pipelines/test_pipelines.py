@@ -116,10 +116,13 @@ def small_rl_config(algorithm: str, **train):
 
 @pytest.mark.slow
 def test_online_rl_resume_is_bit_identical(tmp_path):
-    pipelines.run(small_rl_config("ppo"), str(tmp_path / "straight"))
+    straight_results = pipelines.run(small_rl_config("ppo"), str(tmp_path / "straight"))
     pipelines.run(small_rl_config("ppo", stop_at_step=4), str(tmp_path / "resumed"))
     assert not (tmp_path / "resumed" / "eval_end.json").exists()
-    pipelines.run(small_rl_config("ppo"), str(tmp_path / "resumed"))
+    resumed_results = pipelines.run(small_rl_config("ppo"), str(tmp_path / "resumed"))
+    assert resumed_results["start"] == straight_results["start"]  # read back from eval_start.json
+    assert resumed_results["end"] == straight_results["end"]
+    assert pipelines.run(small_rl_config("ppo"), str(tmp_path / "resumed")) == straight_results  # a finished run
     keys = ("loss", "reward_mean", "kl", "clip_fraction")
     straight = [[row[k] for k in keys] for row in read_metrics(str(tmp_path / "straight"))]
     resumed = [[row[k] for k in keys] for row in read_metrics(str(tmp_path / "resumed"))]
