@@ -204,3 +204,16 @@ def make_tiny_lm():
         return lm.replace(params=params)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def sft_model(tmp_path_factory) -> str:
+    """configs/sft.py:tiny run once per session (200 steps on noisy toy demonstrations): the exported hf_model
+    directory that the toy-task tests of the offline methods start from (they only read it)."""
+    from rlaif_jax import config_defaults, pipelines
+
+    config = config_defaults.load_config_file("sft", "tiny")
+    config.export_hf = True
+    workdir = tmp_path_factory.mktemp("sft")
+    pipelines.run(config, str(workdir))
+    return str(workdir / "hf_model")

@@ -127,16 +127,6 @@ def test_best_of_n_in_chunks_picks_the_best_of_each_prompt(tiny_policy):
     assert [len(set(c)) for c in result.completions] == recomputed.max(axis=1).tolist()
 
 
-@pytest.fixture(scope="module")
-def sft_model(tmp_path_factory):
-    """configs/sft.py:tiny run once for this file (200 steps on noisy toy demonstrations); its hf_model directory."""
-    workdir = tmp_path_factory.mktemp("sft")
-    config = config_defaults.load_config_file("sft", "tiny")
-    config.export_hf = True
-    pipelines.run(config, str(workdir))
-    return str(workdir / "hf_model")
-
-
 @pytest.mark.slow
 def test_best_of_n_job_raises_toy_gold_over_the_sft_start(sft_model, tmp_path, record_diff):
     config = config_defaults.load_config_file("best_of_n", "tiny")

@@ -84,16 +84,6 @@ def test_conditional_kl_reads_the_reference_without_the_prefix():
     np.testing.assert_array_equal(zero, 0.0)
 
 
-@pytest.fixture(scope="module")
-def sft_model(tmp_path_factory):
-    """configs/sft.py:tiny run once for this file (200 steps on noisy toy demonstrations); its hf_model directory."""
-    workdir = tmp_path_factory.mktemp("sft")
-    config = config_defaults.load_config_file("sft", "tiny")
-    config.export_hf = True
-    pipelines.run(config, str(workdir))
-    return str(workdir / "hf_model")
-
-
 @pytest.mark.slow
 def test_good_prefix_raises_toy_gold_over_the_sft_start(sft_model, tmp_path, record_diff):
     config = config_defaults.load_config_file("conditional", "tiny")

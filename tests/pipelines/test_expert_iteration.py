@@ -11,16 +11,6 @@ from rlaif_jax.pipelines.expert_iteration import read_scored_rows
 from rlaif_jax.workdir import read_metrics
 
 
-@pytest.fixture(scope="module")
-def sft_model(tmp_path_factory):
-    """configs/sft.py:tiny run once for this file (200 steps on noisy toy demonstrations); its hf_model directory."""
-    workdir = tmp_path_factory.mktemp("sft")
-    config = config_defaults.load_config_file("sft", "tiny")
-    config.export_hf = True
-    pipelines.run(config, str(workdir))
-    return str(workdir / "hf_model")
-
-
 def ei_config(sft_model, **fields):
     config = config_defaults.load_config_file("expert_iteration", "tiny")
     config.model.name = sft_model

@@ -24,16 +24,6 @@ METHODS = {
 }
 
 
-@pytest.fixture(scope="module")
-def sft_model(tmp_path_factory) -> str:
-    """configs/sft.py:tiny run once (200 steps on noisy toy demonstrations); the path of its exported hf_model."""
-    config = config_defaults.load_config_file("sft", "tiny")
-    config.export_hf = True
-    workdir = tmp_path_factory.mktemp("sft")
-    pipelines.run(config, str(workdir))
-    return str(workdir / "hf_model")
-
-
 def tiny_config(name: str, sft_model: str, **train):
     config_file, loss = METHODS[name]
     config = config_defaults.load_config_file(config_file, "tiny")
