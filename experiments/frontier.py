@@ -11,6 +11,13 @@ per-token KL penalty, one run per KL coefficient. Every point is (KL(π ‖ π_S
 on the held-out titles, both measured from the same number of samples at temperature 1.
 
 Writes WORKDIR/frontier.md, frontier.json and frontier.png (reward against KL, one line per method).
+
+Measured (~12 min on 2 shared CPU cores; SFT start VADER -0.04): PPO 0.72 / 0.66 / 0.31 / 0.11 at KL 9.1 / 5.9 /
+2.0 / 1.8 nats for KL coef 0.01 / 0.05 / 0.2 / 0.5; DPO 0.34 / 0.38 at 1.8 / 2.1 nats for β = 3 / 1, but 0.23 / 0.21
+/ 0.18 at 29 / 56 / 71 nats for β = 0.3 / 0.1 / 0.05. Near 2 nats the two match; the DPO paper's dominance of DPO
+over PPO does not show here: at small β this byte-level model's DPO pushes the rejected reviews' likelihood down
+until its samples leave the review format (β = 0.05: 'perb perb' then random bytes), the off-distribution drift
+that a KL-penalised on-policy method is protected from.
 """
 
 from __future__ import annotations
@@ -136,6 +143,7 @@ def plot(rows: list[dict], path: str) -> None:
         start = sum(row["start_reward"] for row in rows) / len(rows)  # each run measures the start with its own draws
         axes.axhline(start, color="gray", linestyle=":", label="SFT start")
     axes.set_xscale("symlog", linthresh=1.0)  # small-β DPO runs reach tens of nats
+    axes.set_xlim(left=0.0)
     axes.set_xlabel("KL(π ‖ π_SFT), nats per sequence (symlog)")
     axes.set_ylabel("mean VADER compound (held out)")
     axes.set_title("Sentiment: reward vs KL (DPO β / PPO KL coef)")
