@@ -85,10 +85,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.reward_model.data.max_length = 24 if tiny else 128  # prompt + response + EOS
     config.reward_model.data.eval_fraction = 0.05  # pairs held out for the RM's own accuracy
     config.reward_model.train.num_steps = 300 if tiny else 0  # 0 = num_epochs passes (tiny: 100 gave i.i.d. 0.53)
-    config.reward_model.train.num_epochs = 2  # passes over the pairs when num_steps is 0
+    config.reward_model.train.num_epochs = 2 if tiny else 4  # passes over the pairs when num_steps is 0
     config.reward_model.checkpoint.every_steps = 100 if tiny else 200
     if not tiny:
-        config.reward_model.optimizer.learning_rate = 3e-5  # small data: a faster LR than the RM default 1e-5
+        # Small data: 2 epochs at 3e-5 left the RM at chance (loss 0.691 -> 0.673; held-out agreement 0.58 / 0.52).
+        config.reward_model.optimizer.learning_rate = 1e-4
 
     # Stage 4: the online_rl job with PPO (configs/ppo.py); model, mesh, task and reward are set by the pipeline.
     config.ppo = config_defaults.load_config_file("ppo", "tiny" if tiny else "smollm2")
