@@ -17,6 +17,9 @@ pairs and 0.66 on i.i.d. pairs of the plain prompt, PPO on the RM 0.43 -> 0.96 g
 template fixes the assistant header, so the affix cannot go on the `Assistant:` turn as in the paper); gold judge
 VADER. On 2 CPU cores sampling costs ~0.8 s per 48-token sample, so the full config takes an hour or more: try
 `--config.rlcd.num_pairs=16 --config.reward_model.train.num_steps=2 --config.ppo.train.num_steps=2` for a smoke run.
+Measured (128 pairs, RM 4 epochs at 1e-4, PPO 24 steps; 32 min on 2 CPU cores): the construction labels agree with
+VADER on 80% of the pairs; the RM agrees with VADER on 73% of held-out contrast pairs and 64% of i.i.d. pairs of the
+plain prompt; PPO on the RM raises held-out VADER 0.19 -> 0.66 at a KL of 1.6 nats/sequence.
 `paper` holds RLCD's harmlessness setting (16 affix pairs, LLaMA-7B, HH prompts; PAPER_FACTS §2); its model and data
 paths must be set, and values marked UNVERIFIED could not be checked against the paper body.
 """
