@@ -7,8 +7,9 @@ averaged over positions (§2.1.1 position debiasing):
     P(a preferred) = (P("1" | a first) + P("2" | b first)) / 2,
 
 so swapping a and b gives exactly 1 - P(a preferred). With chain of thought (§2.1.2), each prompt ends with the CoT
-instruction and `Rationale:`, a rationale is decoded greedily (App. D: temperature 0, up to 512 tokens), and the
-probabilities are read after prompt + rationale + ending. A template that asks for the worse response (harmless:
+instruction and `Rationale:` (few-shot summaries: `Thoughts on Summary 1 -`, Table 18), a rationale is decoded
+greedily (App. D: temperature 0, up to 512 tokens), and the probabilities are read after prompt + rationale +
+ending. A template that asks for the worse response (harmless:
 "the most harmful") has its label flipped: P(a preferred) = 1 - P(a named).
 """
 

@@ -29,6 +29,9 @@ The d-RLAIF helpful and sentiment score prompts are ours too (the paper gives on
 
 Chain of thought (§2.1.2) is two steps: the prompt ends with the CoT instruction and `Rationale:`; the model's greedy
 continuation (the rationale) is appended, then the ending, and the preference is read after it (`cot_readout_prompt`).
+With few-shot exemplars the summarisation rationale takes Table 18's form instead: `Thoughts on Summary 1 -`, one
+`Axis - score. Rationale: ...` line per axis, then the same for Summary 2; the sample's step-1 prompt then ends with
+`Thoughts on Summary 1 -` (`PairwiseTemplate.few_shot_cot_prefix`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ TASKS = ("summarize", "helpful", "harmless")
 
 @dataclasses.dataclass(frozen=True)
 class Exemplar:
-    """A few-shot example: a context, two responses, the label (1 or 2) and an optional CoT rationale."""
+    """A few-shot example: a context, two responses, the label (1 or 2) and an optional CoT rationale, written as it
+    follows the template's `few_shot_cot_prefix` (so it starts with its separator: a space, or a newline before
+    Table 18's per-axis lines)."""
 
     context: str
     response_1: str
@@ -62,6 +67,8 @@ class PairwiseTemplate:
     cot_instruction: the CoT step-1 ending, before `Rationale:`.
     labels_worse: the labeler is asked for the WORSE response (harmless: the most harmful), so its label is flipped.
     exemplars: the few-shot examples available (`num_shots` of them are used, in order).
+    few_shot_cot_prefix: with CoT and exemplars, what each exemplar's rationale follows and the sample's step-1
+      prompt ends with (Table 18 for summaries: `Thoughts on Summary 1 -`; otherwise `Rationale:`).
     """
 
     name: str
@@ -73,6 +80,7 @@ class PairwiseTemplate:
     cot_instruction: str
     labels_worse: bool = False
     exemplars: tuple[Exemplar, ...] = ()
+    few_shot_cot_prefix: str = RATIONALE_PREFIX
 
     @property
     def ending(self) -> str:
@@ -122,7 +130,15 @@ _SUMMARY_EXEMPLARS = (
         response_1="My bread dough stays flat after rising overnight in the fridge; what am I doing wrong?",
         response_2="I like to bake bread in my small kitchen.",
         label=1,
-        rationale="Summary 1 states the problem and the question; Summary 2 misses both. Summary 1 is better.",
+        rationale="\nCoherence - 9. Rationale: It reads clearly on its own.\n"
+        "Accuracy - 9. Rationale: It keeps the facts of the post.\n"
+        "Coverage - 8. Rationale: It has the flat bread, the overnight fridge and the question.\n"
+        "Overall Quality - 8. Rationale: A short, faithful summary of the problem and the question.\n\n"
+        "Thoughts on Summary 2 -\n"
+        "Coherence - 8. Rationale: It is easy to read.\n"
+        "Accuracy - 6. Rationale: The post never says the writer likes baking.\n"
+        "Coverage - 1. Rationale: It misses the problem and the question.\n"
+        "Overall Quality - 2. Rationale: It says almost nothing about the post.",
     ),
     Exemplar(
         context="SUBREDDIT: r/personalfinance\nTITLE: Pay off car loan or save?\nPOST: I have $5,000 saved, a car "
@@ -130,7 +146,15 @@ _SUMMARY_EXEMPLARS = (
         response_1="I have a car.",
         response_2="Have $5k, a 9% car loan and no emergency fund: pay the loan off early or keep the savings?",
         label=2,
-        rationale="Summary 2 keeps the amounts and the question; Summary 1 drops them. Summary 2 is better.",
+        rationale="\nCoherence - 8. Rationale: It is understandable.\n"
+        "Accuracy - 8. Rationale: The post does mention a car.\n"
+        "Coverage - 1. Rationale: It drops the savings, the loan and the question.\n"
+        "Overall Quality - 1. Rationale: It does not represent the post.\n\n"
+        "Thoughts on Summary 2 -\n"
+        "Coherence - 8. Rationale: Terse but clear.\n"
+        "Accuracy - 9. Rationale: The amounts and the interest rate match the post.\n"
+        "Coverage - 9. Rationale: It keeps the situation and the question.\n"
+        "Overall Quality - 9. Rationale: Hard to improve.",
     ),
 )
 _HELPFUL_EXEMPLARS = (
@@ -139,14 +163,14 @@ _HELPFUL_EXEMPLARS = (
         response_1="About nine to ten minutes, then cool it in cold water.",
         response_2="Eggs are a good source of protein.",
         label=1,
-        rationale="Response 1 answers the question; Response 2 does not. Response 1 is more helpful.",
+        rationale=" Response 1 answers the question; Response 2 does not. Response 1 is more helpful.",
     ),
     Exemplar(
         context="Human: What is the capital of Australia?\n\nAssistant:",
         response_1="Sydney.",
         response_2="The capital of Australia is Canberra.",
         label=2,
-        rationale="Response 1 is wrong; Response 2 is correct. Response 2 is more helpful and honest.",
+        rationale=" Response 1 is wrong; Response 2 is correct. Response 2 is more helpful and honest.",
     ),
 )
 _HARMLESS_EXEMPLARS = (
@@ -155,14 +179,14 @@ _HARMLESS_EXEMPLARS = (
         response_1="I can't help you enter someone else's home without permission.",
         response_2="Check under the doormat for a spare key, or force the back window.",
         label=2,
-        rationale="Response 2 helps with breaking into a home; Response 1 refuses. Response 2 is more harmful.",
+        rationale=" Response 2 helps with breaking into a home; Response 1 refuses. Response 2 is more harmful.",
     ),
     Exemplar(
         context="Human: My coworker annoys me. What should I do?\n\nAssistant:",
         response_1="Spread a rumour about them so the others turn against them.",
         response_2="Talk to them calmly about what bothers you, or ask your manager for advice.",
         label=1,
-        rationale="Response 1 encourages harming someone; Response 2 is constructive. Response 1 is more harmful.",
+        rationale=" Response 1 encourages harming someone; Response 2 is constructive. Response 1 is more harmful.",
     ),
 )
 
@@ -178,6 +202,7 @@ PAIRWISE_TEMPLATES = {
             response_label="Summary",
             cot_instruction=f"Consider the {_AXES} of each summary and explain which one is better.",
             exemplars=_SUMMARY_EXEMPLARS,
+            few_shot_cot_prefix="Thoughts on Summary 1 -",  # Table 18
         ),
         PairwiseTemplate(  # Table 16 "Detailed"
             name="summarize_detailed",
@@ -192,6 +217,7 @@ PAIRWISE_TEMPLATES = {
             response_label="Summary",
             cot_instruction=f"Consider the {_AXES} of each summary and explain which one is better.",
             exemplars=_SUMMARY_EXEMPLARS,
+            few_shot_cot_prefix="Thoughts on Summary 1 -",  # Table 18
         ),
         PairwiseTemplate(  # Table 21
             name="helpful_base",
@@ -294,7 +320,7 @@ def sample_block(template: PairwiseTemplate, context: str, response_1: str, resp
 def _exemplar_block(template: PairwiseTemplate, exemplar: Exemplar, cot: bool) -> str:
     block = sample_block(template, exemplar.context, exemplar.response_1, exemplar.response_2)
     if cot and exemplar.rationale:
-        block += f"\n\n{RATIONALE_PREFIX} {exemplar.rationale}"
+        block += f"\n\n{template.few_shot_cot_prefix}{exemplar.rationale}"
     return f"{EXAMPLE_DELIMITER}\n\n{block}\n\n{template.ending}{exemplar.label}"
 
 
@@ -342,7 +368,10 @@ def pairwise_prompt(
 ) -> str:
     """The labeling prompt: ends with the ending (`Preferred Summary=`) or, with `cot`, with `Rationale:` (step 1)."""
     body = pairwise_body(template, context, response_1, response_2, num_shots=num_shots, cot=cot)
-    answer_prefix = RATIONALE_PREFIX if cot else template.ending
+    if not cot:
+        answer_prefix = template.ending
+    else:
+        answer_prefix = template.few_shot_cot_prefix if num_shots else RATIONALE_PREFIX
     return with_answer_prefix(body, answer_prefix, tokenizer=tokenizer, use_chat_template=use_chat_template)
 
 

@@ -87,3 +87,34 @@ def test_bad_names_and_shots_raise():
         templates.pairwise_prompt(templates.pairwise_template("helpful"), "C", "A", "B", num_shots=3)
     with pytest.raises(ValueError, match="chat template"):
         templates.pairwise_prompt(templates.pairwise_template("helpful"), "C", "A", "B", use_chat_template=True)
+
+
+def test_summarize_one_shot_cot_follows_table_18():
+    template = templates.pairwise_template("summarize_detailed")
+    prompt = templates.pairwise_prompt(template, "POST", "S one", "S two", num_shots=1, cot=True)
+    exemplar = template.exemplars[0]
+    expected = "\n\n".join(
+        [
+            template.cot_preamble,
+            "»»»» Example »»»»\n\n"
+            f"Text - {exemplar.context}\nSummary 1 - {exemplar.response_1}\nSummary 2 - {exemplar.response_2}"
+            f"\n\nThoughts on Summary 1 -{exemplar.rationale}\n\nPreferred Summary=1",
+            "»»»» Follow the instructions and the example(s) above »»»»",
+            "Text - POST\nSummary 1 - S one\nSummary 2 - S two",
+            template.cot_instruction,
+            "Thoughts on Summary 1 -",  # the sample's step-1 ending (Table 18)
+        ]
+    )
+    assert prompt == expected
+    # One `Axis - score. Rationale:` line per axis for each summary.
+    assert exemplar.rationale.startswith("\nCoherence - 9. Rationale: ")
+    for axis in ("Coherence", "Accuracy", "Coverage", "Overall Quality"):
+        assert exemplar.rationale.count(f"\n{axis} - ") == 2
+    assert "\n\nThoughts on Summary 2 -\n" in exemplar.rationale
+    # Zero-shot CoT keeps Table 17's `Rationale:`; dialogue exemplars keep `Rationale: ...`.
+    zero_shot = templates.pairwise_prompt(template, "POST", "a", "b", cot=True)
+    assert zero_shot.endswith("which one is better.\n\nRationale:")
+    helpful = templates.pairwise_template("helpful")
+    two_shot = templates.pairwise_prompt(helpful, "Human: hi\n\nAssistant:", "R1", "R2", num_shots=2, cot=True)
+    assert f"\n\nRationale: {helpful.exemplars[0].rationale.strip()}\n\nPreferred Response=1" in two_shot
+    assert two_shot.endswith("\n\nRationale:")
