@@ -13,7 +13,6 @@ and after (WORKDIR/eval_start.json, eval_end.json). Re-running the same command 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 
@@ -294,12 +293,7 @@ def run(config, workdir: str) -> dict:
 
     results = {"num_examples": num_examples}
     start_path = os.path.join(workdir, "eval_start.json")
-    if os.path.exists(start_path):
-        with open(start_path, encoding="utf-8") as f:
-            results["start"] = json.load(f)
-    else:
-        results["start"] = evaluate(reference_params, jax.random.fold_in(rng, 2))
-        run_dir.write_json(workdir, "eval_start.json", results["start"])
+    results["start"] = run_dir.cached_json(start_path, lambda: evaluate(reference_params, jax.random.fold_in(rng, 2)))
 
     train = config.train
     num_steps = train.num_steps or train.num_epochs * max(num_examples // train.batch_size, 1)

@@ -1,29 +1,18 @@
 """The `ai_labels` job: labels equal the labeler's, the file feeds the soft-label reward model, reruns resume."""
 
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
 
-from rlaif_jax import pipelines, sharding
+from rlaif_jax import config_defaults, pipelines, sharding
 from rlaif_jax.data.preferences import read_pairwise_jsonl
 from rlaif_jax.feedback.labeler import label_pairs
 from rlaif_jax.pipelines.model_setup import build_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def load_config(name: str, arg: str):
-    spec = importlib.util.spec_from_file_location(f"configs_{name}", os.path.join(REPO, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
 
 def labels_config(**labeler):
-    config = load_config("rlaif_labels", "tiny")
+    config = config_defaults.load_config_file("rlaif_labels", "tiny")
     config.data.toy_num_pairs = 6
     config.labeler.batch_size = 4  # two chunks: 4 rows, then 2
     config.labeler.update(labeler)
@@ -89,7 +78,7 @@ def test_soft_label_reward_model_trains_on_the_labels(tmp_path):
     labels = labels_config()
     labels.data.toy_num_pairs = 12
     labels_path = pipelines.run(labels, str(tmp_path / "labels"))
-    config = load_config("reward_model", "tiny")
+    config = config_defaults.load_config_file("reward_model", "tiny")
     config.data.source = "jsonl"
     config.data.train_file = labels_path
     config.data.eval_fraction = 0.34

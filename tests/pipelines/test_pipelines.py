@@ -1,27 +1,19 @@
 """End-to-end runs of the tiny configs: resume is bit-identical, outputs land in the run directory, bad keys fail."""
 
 import hashlib
-import importlib.util
 import json
 import os
 
 import pytest
 
-from rlaif_jax import config_overrides, pipelines
+from rlaif_jax import config_defaults, config_overrides, pipelines
 from rlaif_jax.workdir import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def load_config(name: str, arg: str):
-    spec = importlib.util.spec_from_file_location(f"configs_{name}", os.path.join(REPO, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def sft_config(**train):
-    config = load_config("sft", "tiny")
+    config = config_defaults.load_config_file("sft", "tiny")
     config.train.num_steps = 20
     config.train.log_every = 1
     config.checkpoint.every_steps = 5
@@ -57,7 +49,7 @@ def test_sft_resume_and_rerun_are_bit_identical(tmp_path):
 
 
 def test_generate_tiny_writes_and_resumes(tmp_path):
-    config = load_config("generate", "tiny")
+    config = config_defaults.load_config_file("generate", "tiny")
     config.sampling.max_new_tokens = 4
     path = pipelines.run(config, str(tmp_path))
     rows = [json.loads(line) for line in open(path)]
@@ -68,7 +60,7 @@ def test_generate_tiny_writes_and_resumes(tmp_path):
 
 
 def test_generate_names_prompt_over_context(tmp_path):
-    config = load_config("generate", "tiny")
+    config = config_defaults.load_config_file("generate", "tiny")
     config.prompts = ["short", "x" * 600]
     with pytest.raises(ValueError, match=r"prompt 1 has \d+ tokens.*context of 512"):
         pipelines.run(config, str(tmp_path))
@@ -82,9 +74,9 @@ def test_unknown_config_key_is_named():
 
 
 def test_every_config_builds_its_sizes():
-    assert load_config("sft", "paper").optimizer.learning_rate == 9.65e-6
+    assert config_defaults.load_config_file("sft", "paper").optimizer.learning_rate == 9.65e-6
     with pytest.raises(ValueError, match="unknown argument 'huge'"):
-        load_config("sft", "huge")
+        config_defaults.load_config_file("sft", "huge")
 
 
 def test_prompts_file_errors_name_file_and_line(tmp_path):
@@ -105,7 +97,7 @@ def test_prompts_file_errors_name_file_and_line(tmp_path):
 
 
 def small_rl_config(algorithm: str, **train):
-    config = load_config(algorithm, "tiny")
+    config = config_defaults.load_config_file(algorithm, "tiny")
     config.sft.train.num_steps = 20
     config.train.num_steps = 8
     config.rl.eval_prompts = 8
