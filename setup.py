@@ -8,25 +8,28 @@ setuptools.setup(
     description="Aligning language models with human and AI feedback in JAX/Flax.",
     packages=setuptools.find_packages(include=["rlaif_jax", "rlaif_jax.*"]),
     python_requires=">=3.10",
+    # Lower bounds: the oldest release with what we call (noted where it is one API). No upper bounds: none is
+    # known to break. CI installs the newest that resolve; the README lists the versions it ran.
     install_requires=[
-        "jax>=0.7",
+        "jax>=0.7",  # jax.sharding.AxisType meshes, jax.make_array_from_callback
         "flax>=0.11",
-        "optax",
-        "orbax-checkpoint",
-        "chex",
-        "ml-collections",
-        "transformers>=4.50",
-        "tokenizers",
-        "datasets",
-        "safetensors",
-        "gguf>=0.10",
-        "numpy",
-        "tqdm",
-        "tensorboardX",
-        "absl-py",
-        "vaderSentiment",  # gold judge of the sentiment task (ships its lexicon)
-        "sacrebleu",  # BLEU / chrF rewards (ReST)
-        "matplotlib",  # evaluation report plots (Agg backend, PNG)
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "chex>=0.1.89",
+        "ml-collections>=1.0",
+        "transformers>=4.56",  # tokenizers and chat templates only: nothing of transformers that needs torch
+        "tokenizers>=0.21",
+        "jinja2>=3.1",  # chat templates (transformers gets it only through torch otherwise)
+        "datasets>=3.0",
+        "safetensors>=0.4.3",
+        "gguf>=0.10",  # GGUF weights and tokenizer metadata
+        "numpy>=1.26",
+        "tqdm>=4.66",
+        "tensorboardX>=2.6",
+        "absl-py>=2.0",
+        "vaderSentiment>=3.3.2",  # gold judge of the sentiment task (ships its lexicon)
+        "sacrebleu>=2.4",  # BLEU / chrF rewards (ReST)
+        "matplotlib>=3.8",  # evaluation report plots (Agg backend, PNG)
     ],
     extras_require={
         # torch is only the numerical reference in tests (pip install torch==2.13.0 takes the local CPU build).

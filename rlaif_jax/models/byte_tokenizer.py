@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tokenizers
 import transformers
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 # The same ChatML layout as SmolLM2's template, so tiny and real runs format prompts alike.
@@ -18,9 +19,7 @@ def byte_tokenizer() -> transformers.PreTrainedTokenizerFast:
 
     eos = pad = '<|im_end|>' (258), as in SmolLM2-Instruct.
     """
-    alphabet = tokenizers.pre_tokenizers.ByteLevel.alphabet()
-    byte_to_unicode = {byte: char for byte, char in zip(range(256), _gpt2_byte_chars())}
-    assert set(byte_to_unicode.values()) == set(alphabet)
+    byte_to_unicode = bytes_to_unicode()
     vocab = {byte_to_unicode[byte]: byte for byte in range(256)}
     for offset, token in enumerate(SPECIAL_TOKENS):
         vocab[token] = 256 + offset
@@ -36,18 +35,3 @@ def byte_tokenizer() -> transformers.PreTrainedTokenizerFast:
         unk_token=None,
         chat_template=CHAT_TEMPLATE,
     )
-
-
-def _gpt2_byte_chars() -> list[str]:
-    """GPT-2's reversible byte -> printable unicode character map, in byte order."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars, extra = {}, 0
-    for byte in range(256):
-        if byte in printable:
-            chars[byte] = chr(byte)
-        else:
-            chars[byte] = chr(256 + extra)
-            extra += 1
-    return [chars[byte] for byte in range(256)]

@@ -130,13 +130,17 @@ def _resolve(name_or_path: str) -> str:
 
 
 def _load_tokenizer(directory: str, gguf_file: str | None = None):
+    """The tokenizer beside the weights: built from the GGUF metadata, or read from the directory's tokenizer files;
+    None when there is neither (a random-init checkpoint)."""
+    if gguf_file is not None:
+        from rlaif_jax.checkpoints import gguf_tokenizer
+
+        return gguf_tokenizer.tokenizer_from_gguf(os.path.join(directory, gguf_file))
+    if not any(os.path.exists(os.path.join(directory, name)) for name in ("tokenizer.json", "tokenizer_config.json")):
+        return None
     import transformers
 
-    if gguf_file is None and not any(
-        os.path.exists(os.path.join(directory, name)) for name in ("tokenizer.json", "tokenizer_config.json")
-    ):
-        return None
-    return transformers.AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
+    return transformers.AutoTokenizer.from_pretrained(directory)
 
 
 def load(
