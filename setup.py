@@ -7,6 +7,7 @@ setuptools.setup(
     version="0.1.0",
     description="Aligning language models with human and AI feedback in JAX/Flax.",
     packages=setuptools.find_packages(include=["rlaif_jax", "rlaif_jax.*"]),
+    package_data={"rlaif_jax.data": ["corpus/*.txt"]},
     python_requires=">=3.10",
     # Lower bounds: the oldest release with what we call (noted where it is one API). No upper bounds: none is
     # known to break. CI installs the newest that resolve; the README lists the versions it ran.

@@ -39,6 +39,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             source="sampled",  # 'sampled' (from the start policy), 'jsonl' (train_file) or 'toy' (toy pairs)
             task="toy" if tiny else "sentiment",  # train prompts to sample and held-out prompts to evaluate on
             train_file="",  # source 'jsonl': pairwise JSONL {"prompt","chosen","rejected"} (ranked for RRHF)
+            labels="hard",  # 'hard': each pair oriented by its 'preference' (< 0.5 swaps, 0.5 dropped); 'soft': DPO
+            # learns P(chosen preferred) itself (cross-entropy; loss_type 'sigmoid'); ai_labels.jsonl needs one of them
             label_reward="toy" if tiny else "sentiment",  # scores the samples: 'toy', 'sentiment', 'reward_model:DIR'
             num_prompts=0 if tiny else 16,  # train prompts (cycling past the split); 0 = all (toy 256, sentiment 64)
             samples_per_prompt=4,  # K responses per prompt (DPO §6.1: 4 completions per prefix)

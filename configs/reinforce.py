@@ -5,7 +5,9 @@ RLAIF (Lee et al. 2023, App. F).
     python -m rlaif_jax.main --config=configs/reinforce.py:smollm2 --workdir=/tmp/reinforce_sent  # sentiment
 
 `tiny` fine-tunes on noisy toy demonstrations first (WORKDIR/sft); WORKDIR/eval_start.json and eval_end.json hold
-the held-out gold reward and KL before and after.
+the held-out gold reward and KL before and after (experiments/results/rl_toy.md, measured: 0.48 -> 0.95 at 2.7
+nats/sequence with the V(x) baseline, the same with App. F's per-token V(x, y_<t): `--config.rl.baseline=per_token`,
+which `paper` uses). `paper` runs on TL;DR posts (`rl.prompts`) against the reward model named in `rl.reward`.
 """
 
 import ml_collections
@@ -19,11 +21,18 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     if arg == "paper":
         # RLAIF App. F/G. The PaLM 2 XS policy is not public: set config.model.name.
         config.model.name = ""  # set: path of the SFT policy
+        config.rl.prompts = config_defaults.prompts("tldr")  # Reddit TL;DR posts (CarperAI split: train / valid)
+        config.rl.reward = "reward_model:"  # set: append the distilled RLAIF reward model's workdir
+        config.rl.gold_reward = ""  # no gold judge: held-out evaluation by the trained reward (named in results)
+        config.rl.use_chat_template = False  # 'SUBREDDIT: ... TL;DR:' plain text (PaLM 2 is not a chat model)
+        config.rl.max_prompt_length = 1024  # App. G: max input length
+        config.rl.eval_prompts = 2000  # held-out posts scored at start and end (ours; the paper's win rates use 2k+)
         config.rl.kl_coef = 0.05  # App. G: β
         config.rl.temperature = 0.9  # App. G: sampling temperature for exploration
         config.rl.prompts_per_rollout = 128  # App. G: batch size
         config.rl.minibatch_size = 128  # App. G: batch size
         config.rl.epochs = 1  # one gradient step per batch (App. F does not reuse samples)
+        config.rl.baseline = "per_token"  # App. F: V(X_t) at every response state
         config.rl.max_new_tokens = 128  # App. G: max target length (summarization)
         config.optimizer.learning_rate = 1e-5  # App. G
         config.optimizer.name = "adamw"  # App. G says Adafactor for SFT/RM; the RL optimizer is UNVERIFIED

@@ -41,11 +41,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.mesh = config_defaults.mesh()
     config.task = ml_collections.ConfigDict(
         dict(
-            name="toy" if tiny else "sentiment",  # prompts: 'toy', 'sentiment', 'reviews' or 'jsonl' (train_file)
-            train_file="",  # task 'jsonl': prompts, one per row in column prompt_field
+            name="toy" if tiny else "sentiment",  # prompts: 'toy', 'sentiment', 'reviews', 'jsonl', 'tldr', 'hh_rlhf'
+            train_file="",  # 'jsonl': prompts in column prompt_field; 'tldr' / 'hh_rlhf': local copy ('' = hub)
             eval_file="",  # task 'jsonl': held-out prompts; '' = eval_fraction of train_file
             eval_fraction=0.05,  # task 'jsonl' without eval_file: share of train_file held out
             prompt_field="prompt",  # column of the prompt ('chosen' reads hh-rlhf transcripts, cut at 'Assistant:')
+            data_dir="",  # task 'hh_rlhf': subset such as 'harmless-base' ('' = all)
             use_chat_template=not tiny,  # prompts as a chat user turn (also for the RM and PPO)
         )
     )
@@ -104,10 +105,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # RLCD harmlessness, LLaMA-7B simulator and policy (RLCD7B); PAPER_FACTS §2.1-2.3.
         config.model.name = ""  # set: path of LLaMA-7B (base, LLaMA-1; README)
         config.model.dtype = "bfloat16"  # bf16 decoding (patch); the simulator's load_in_8bit is not modelled
-        config.task.name = "jsonl"  # HH prompts (README)
-        config.task.train_file = ""  # set: hh-rlhf harmless-base/train.jsonl (~40k dialogues)
-        config.task.eval_file = ""  # set: hh-rlhf harmless-base/test.jsonl (README: first 1k dev, second 1k test)
-        config.task.prompt_field = "chosen"  # transcripts cut after the last 'Assistant:' (authors' main)
+        config.task.name = "hh_rlhf"  # HH prompts (README): dialogues cut after the last 'Assistant:' (authors' main)
+        config.task.data_dir = "harmless-base"  # README: harmless-base train.jsonl (~40k); eval: its test split
+        config.task.train_file = ""  # '' = the hub's Anthropic/hh-rlhf; or a local copy of the dataset directory
         config.task.use_chat_template = False  # plain `Human:` / `Assistant:` text
         config.rlcd.affixes = "harmless"  # the 16 harmlessness pairs (simulate_preference_data.py)
         config.rlcd.prompt_format = "dialogue"  # affix on the final Assistant turn, opposite on earlier ones
@@ -138,5 +138,6 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         config.ppo.rl.minibatch_size = 64  # UNVERIFIED (AlpacaFarm step_per_device_batch_size 2 on N GPUs)
         config.ppo.rl.epochs = 1  # UNVERIFIED
         config.ppo.train.num_steps = 60 * 512 // 64  # README: 40-80 steps of 512 rollouts, chosen on dev (UNVERIFIED)
-        config.run_ppo = False  # online_rl has no JSONL dialogue prompt source yet: PPO on HH prompts not wired
+        config.ppo.rl.eval_prompts = 1000  # README: the first 1k of HH test are the dev prompts
+        # No gold judge: PPO's held-out evaluation is scored by the trained RM (results name their judge).
     return config

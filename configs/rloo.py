@@ -4,7 +4,8 @@ Kool et al. 2019), reward (1-β)·r - β·KL as in RLAIF; no value model.
     python -m rlaif_jax.main --config=configs/rloo.py:tiny --workdir=/tmp/rloo_tiny       # toy task
     python -m rlaif_jax.main --config=configs/rloo.py:smollm2 --workdir=/tmp/rloo_sent    # sentiment
 
-WORKDIR/eval_start.json and eval_end.json hold the held-out gold reward and KL before and after.
+WORKDIR/eval_start.json and eval_end.json hold the held-out gold reward and KL before and after (`tiny` measured in
+experiments/results/rl_toy.md: 0.48 -> 0.95 at 2.7 nats/sequence).
 """
 
 import ml_collections
@@ -18,6 +19,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     if arg == "paper":
         # None of the five papers uses RLOO; these are RLAIF's App. G settings with k = 4 (Ahmadian et al. 2024).
         config.model.name = ""  # set: path of the SFT policy
+        config.rl.prompts = config_defaults.prompts("tldr")  # Reddit TL;DR posts (CarperAI split: train / valid)
+        config.rl.reward = "reward_model:"  # set: append the distilled RLAIF reward model's workdir
+        config.rl.gold_reward = ""  # no gold judge: held-out evaluation by the trained reward (named in results)
+        config.rl.use_chat_template = False  # 'SUBREDDIT: ... TL;DR:' plain text (PaLM 2 is not a chat model)
+        config.rl.max_prompt_length = 1024  # App. G: max input length
+        config.rl.eval_prompts = 2000  # held-out posts scored at start and end (ours; the paper's win rates use 2k+)
         config.rl.kl_coef = 0.05  # RLAIF App. G β
         config.rl.temperature = 0.9  # RLAIF App. G
         config.rl.samples_per_prompt = 4  # Ahmadian et al. 2024 use k in {2, 4}

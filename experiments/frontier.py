@@ -74,7 +74,7 @@ def ppo_config(start_model: str, kl_coef: float, smoke: bool):
     config.sft_first = False
     config.model.name = start_model
     rl = config.rl
-    rl.task, rl.reward, rl.gold_reward = "reviews", "sentiment", "sentiment"
+    rl.prompts.task, rl.reward, rl.gold_reward = "reviews", "sentiment", "sentiment"
     rl.max_prompt_length, rl.max_new_tokens = PROMPT_LENGTH, NEW_TOKENS
     rl.eval_prompts = EVAL_PROMPTS
     rl.kl_coef = kl_coef

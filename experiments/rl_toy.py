@@ -16,9 +16,11 @@ import json
 import os
 
 from rlaif_jax import config_defaults, pipelines
+from rlaif_jax.train.rl_loop import samples_per_prompt
 
 METHODS = {  # name -> (run directory, config file, overrides)
     "REINFORCE (RLAIF App. F)": ("reinforce", "reinforce", {}),
+    "REINFORCE, per-token baseline V(x, y<t)": ("reinforce_per_token", "reinforce", {"rl.baseline": "per_token"}),
     "RLOO (k=4)": ("rloo", "rloo", {}),
     "PPO": ("ppo", "ppo", {}),
     "PPO-ptx (γ=1)": ("ppo_ptx", "ppo", {"rl.ptx_coef": 1.0}),
@@ -55,7 +57,9 @@ def run(workdir: str, smoke: bool, size: str = "tiny", methods: tuple[str, ...] 
         if start_model is not None:
             config.model.name = start_model
         if smoke:
-            config.train.num_steps = 4 if config.rl.algorithm == "ppo" else 2
+            rl = config.rl
+            steps_per_iteration = rl.epochs * rl.prompts_per_rollout * samples_per_prompt(rl) // rl.minibatch_size
+            config.train.num_steps = steps_per_iteration  # one iteration
             config.rl.eval_prompts = 8
         for key, value in overrides.items():
             _set(config, key, value)

@@ -8,6 +8,7 @@ import os
 import ml_collections
 
 from rlaif_jax import sharding
+from rlaif_jax.data import prompts as prompt_data
 
 
 def mesh() -> ml_collections.ConfigDict:
@@ -51,6 +52,11 @@ def model(arg: str) -> ml_collections.ConfigDict:
     )
 
 
+def prompts(task: str, **overrides) -> ml_collections.ConfigDict:
+    """A prompt-source block (data/prompts.py): 'toy', 'sentiment', 'reviews', 'jsonl', 'tldr' or 'hh_rlhf'."""
+    return prompt_data.source_config(task, **overrides)
+
+
 def optimizer(**overrides) -> ml_collections.ConfigDict:
     """`config.optimizer`: AdamW with global-norm clipping and a warmup + decay schedule."""
     values = dict(
@@ -85,9 +91,9 @@ def rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
             algorithm=algorithm,  # 'ppo', 'reinforce' (RLAIF App. F) or 'rloo'
-            task="toy" if tiny else "sentiment",  # prompt source: 'toy' letters or 'sentiment' reviews
+            prompts=prompts("toy" if tiny else "sentiment"),  # prompt source (data/prompts.py)
             reward="toy" if tiny else "sentiment",  # trained-on reward: 'toy', 'sentiment' or 'reward_model:RM_WORKDIR'
-            gold_reward="toy" if tiny else "sentiment",  # judge of the evaluation (held-out prompts)
+            gold_reward="toy" if tiny else "sentiment",  # judge of the held-out evaluation; '' = the trained-on reward
             use_chat_template=not tiny,  # prompts as a chat user turn
             max_prompt_length=16 if tiny else 64,  # prompts are left-padded to this many tokens
             max_new_tokens=8 if tiny else 48,  # response length cap
@@ -110,6 +116,14 @@ def rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
             value_coef=0.5,  # weight of the value loss
             entropy_coef=0.0,  # entropy bonus
             ptx_coef=0.0,  # PPO-ptx γ (pretraining log-likelihood weight)
+            ptx_data=dict(
+                file="",  # PPO-ptx text corpus: .txt (blank-line separated) or .jsonl; '' = toy demonstrations (toy)
+                field="text",  # .jsonl column of the documents
+                max_length=0,  # tokens per pretraining window; 0 = max_prompt_length + max_new_tokens
+            ),
+            baseline="prompt",  # REINFORCE baseline: 'prompt' V(x) or 'per_token' V(x, y_<t) (RLAIF App. F)
+            value_init="",  # model dir of the value network's start (e.g. the reward model's hf_model); '' = policy
+            value_learning_rate=0.0,  # peak LR of the value network (InstructGPT C.4: 9e-6); 0 = config.optimizer's
         )
     )
 
@@ -152,4 +166,5 @@ def online_rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
     config.sft_first = arg == "tiny"  # run `config.sft` into WORKDIR/sft first and start RL from its result
     config.sft = load_config_file("sft", size)  # the SFT stage (configs/sft.py)
     config.sft.export_hf = True  # RL loads the SFT result from WORKDIR/sft/hf_model
+    config.export_hf = False  # write the trained policy to WORKDIR/hf_model at the end
     return config

@@ -101,6 +101,8 @@ def tree_shardings(boxed_abstract_tree: Any, mesh: Mesh, rules) -> Any:
 
     def leaf_sharding(leaf):
         if isinstance(leaf, nn.Partitioned):
+            if not hasattr(leaf.value, "shape"):  # optax.MaskedNode: a param another multi_transform group owns
+                return leaf.value
             return logical_to_sharding(leaf.value.shape, leaf.names, mesh, rules)
         return NamedSharding(mesh, PartitionSpec())
 

@@ -264,6 +264,26 @@ def toy_ranked_rows(num_rows: int, *, seed: int, noise: float = 0.5, num_respons
     return rows
 
 
+LABELS = ("hard", "soft")  # config.data.labels of the preference job
+
+
+def hard_label_rows(rows: Sequence[dict]) -> tuple[list[dict], int]:
+    """Each pair oriented by its own label: where P(chosen preferred) = 'preference' < 0.5 the two responses swap
+    (preference -> 1 - p); a pair at exactly 0.5 carries no hard label and is dropped. Returns (rows, num_dropped).
+    AI-labelled files (pipelines/ai_labels.py) put response a under 'chosen' whatever the labeler preferred, so
+    this is what makes DPO / SLiC / RSO learn the labeler's pick."""
+    oriented, dropped = [], 0
+    for row in rows:
+        preference = float(row.get("preference", 1.0))
+        if preference == 0.5:
+            dropped += 1
+        elif preference < 0.5:
+            oriented.append({**row, "chosen": row["rejected"], "rejected": row["chosen"], "preference": 1 - preference})
+        else:
+            oriented.append(row)
+    return oriented, dropped
+
+
 def toy_pairwise_rows(num_rows: int, *, seed: int, noise: float = 0.5) -> list[dict]:
     """`num_rows` toy pairs {'prompt', 'chosen', 'rejected', 'preference': 1.0, 'margin': 0.0}: two noisy
     demonstrations of one prompt, chosen = the higher `toy_reward` (tied draws are skipped)."""

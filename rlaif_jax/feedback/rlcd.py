@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rlaif_jax.data.prompts import dialogue_prompt  # noqa: F401  (re-exported: the RLCD prompt rule)
+
 ASSISTANT_TURN = "\n\nAssistant:"
 HUMAN_TURN = "\n\nHuman:"
 
@@ -148,15 +150,6 @@ def draw_affix_indices(num_prompts: int, num_pairs: int, seed: int) -> np.ndarra
     """One affix-pair index per prompt, uniform over `num_pairs` (the authors' `random.choice`): int64 `[num_prompts]`.
     Both sides of a prompt use this one index (the same-index rule)."""
     return np.random.default_rng([seed, 7]).integers(num_pairs, size=num_prompts)
-
-
-def dialogue_prompt(transcript: str) -> str:
-    """An HH transcript cut after its last `Assistant:` and stripped, as the authors build their prompts
-    (`prompt[: prompt.rindex('Assistant:') + len('Assistant:')].strip()`). Idempotent on such prompts."""
-    cut = transcript.rfind("Assistant:")
-    if cut < 0:
-        raise ValueError(f"no 'Assistant:' turn in the dialogue {transcript[:80]!r}")
-    return transcript[: cut + len("Assistant:")].strip()
 
 
 def contrast_dialogue_prompts(dialogue: str, positive_affix: str, negative_affix: str) -> tuple[str, str]:

@@ -108,13 +108,17 @@ def preference_metrics(loss, chosen_rewards, rejected_rewards, chosen_logps, rej
     }
 
 
-def dpo_loss_fn(module, *, beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0):
+def dpo_loss_fn(
+    module, *, beta: float, loss_type: str = "sigmoid", label_smoothing: float = 0.0, soft_labels: bool = False
+):
     """A DPO-family `loss_fn(params, batch, rng, frozen) -> (loss_sum, metrics)`; chosen and rejected go through the
     model in one forward pass (concatenated on the batch axis).
 
     batch: chosen_tokens, chosen_attention_mask, chosen_loss_mask, rejected_tokens, rejected_attention_mask,
       rejected_loss_mask `[batch, seq]` (loss_mask = 1 on response tokens incl. EOS, as `sequence_logprobs`);
       reference_chosen_logps, reference_rejected_logps float32 `[batch]` (summed log π_ref, precomputed).
+    soft_labels: batch['preference'] float32 `[batch]` = P(chosen preferred) is each pair's label and the loss is
+      the cross-entropy `-p·log σ(βh) - (1 - p)·log σ(-βh)` (cDPO with a per-pair ε = 1 - p; 'sigmoid' only).
     'ipo' uses per-token-averaged log-ratios (log-probs / response length, chosen and rejected each by their own
       length), as TRL does on the IPO authors' advice; the others use summed log-probs (DPO eq. 7).
     metrics ((sum, count) over pairs): loss, accuracy (implicit reward chosen > rejected), reward_chosen,
@@ -122,6 +126,8 @@ def dpo_loss_fn(module, *, beta: float, loss_type: str = "sigmoid", label_smooth
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type={loss_type!r}; expected one of {LOSS_TYPES}")
+    if soft_labels and (loss_type != "sigmoid" or label_smoothing):
+        raise ValueError("soft labels need loss_type='sigmoid' and label_smoothing=0 (the label is the smoothing)")
 
     def loss_fn(params, batch, rng, frozen):
         del rng, frozen
@@ -134,7 +140,7 @@ def dpo_loss_fn(module, *, beta: float, loss_type: str = "sigmoid", label_smooth
             reference_rejected,
             beta=beta,
             loss_type=loss_type,
-            label_smoothing=label_smoothing,
+            label_smoothing=1.0 - batch["preference"].astype(jnp.float32) if soft_labels else label_smoothing,
         )
         if loss_type == "ipo":
             chosen_length, rejected_length = jnp.maximum(chosen_counts, 1.0), jnp.maximum(rejected_counts, 1.0)

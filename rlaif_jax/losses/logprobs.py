@@ -36,13 +36,19 @@ def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     return masked_sum(values, mask) / jnp.maximum(count, 1.0)
 
 
-def response_logprobs(module, params, tokens: jax.Array, attention_mask: jax.Array, prompt_length: int):
-    """log π(response token j) for a `[n, P + R]` sequence whose response starts at `prompt_length` = P.
+def response_logprobs(
+    module, params, tokens: jax.Array, attention_mask: jax.Array, prompt_length: int, *, temperature: float = 1.0
+):
+    """log π_T(response token j) for a `[n, P + R]` sequence whose response starts at `prompt_length` = P, where
+    π_T = softmax(logits / temperature) is the distribution the sampler drew from at that temperature.
 
-    Returns (logprobs [n, R], response logits [n, R, vocab]); token j is scored by the logits at P - 1 + j.
+    Returns (logprobs [n, R], response logits / temperature [n, R, vocab]); token j is scored by the logits at
+    P - 1 + j. Temperature 0 (greedy) is scored at 1.
     """
     logits = module.apply({"params": params}, tokens, attention_mask=attention_mask)
     response_logits = logits[:, prompt_length - 1 : -1]
+    if temperature and temperature != 1.0:
+        response_logits = response_logits.astype(jnp.float32) / temperature
     return token_logprobs(response_logits, tokens[:, prompt_length:]), response_logits
 
 

@@ -151,13 +151,23 @@ def adaptive_kl_update(kl_coef, measured_kl, *, target: float, horizon: float, n
 
 
 def ppo_loss_fn(
-    policy_module, value_module, *, prompt_length, clip_ratio, value_clip, value_coef, entropy_coef, ptx_coef=0.0
+    policy_module,
+    value_module,
+    *,
+    prompt_length,
+    clip_ratio,
+    value_clip,
+    value_coef,
+    entropy_coef,
+    ptx_coef=0.0,
+    temperature=1.0,
 ):
     """`loss_fn(params, batch, rng, frozen)` of PPO / PPO-ptx for `make_train_step`; params = {'policy', 'value'}.
 
     batch (rollout layout of `train.rollout`): tokens, attention_mask [n, P + R]; response_mask, old_logprobs,
     advantages, returns, old_values [n, R]; with ptx_coef > 0 also ptx_tokens / ptx_attention_mask / ptx_loss_mask.
     The PPO-ptx term γ·E[-log π(x_pretrain)] (InstructGPT eq. 2) enters as γ·(mean pretraining NLL) per RL token.
+    Response log-probs are taken at `temperature` (the rollout's; old_logprobs must be too); the ptx NLL at 1.
     """
     from rlaif_jax.losses.logprobs import masked_sum, response_logprobs, response_values
     from rlaif_jax.losses.sft import sft_token_nll
@@ -166,7 +176,9 @@ def ppo_loss_fn(
         del rng, frozen
         mask = batch["response_mask"].astype(bool)
         tokens, attention_mask = batch["tokens"], batch["attention_mask"]
-        logprobs, logits = response_logprobs(policy_module, params["policy"], tokens, attention_mask, prompt_length)
+        logprobs, logits = response_logprobs(
+            policy_module, params["policy"], tokens, attention_mask, prompt_length, temperature=temperature
+        )
         pg, clipped, ratio = policy_loss(
             logprobs, batch["old_logprobs"], batch["advantages"], mask, clip_ratio=clip_ratio
         )

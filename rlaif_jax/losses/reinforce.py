@@ -1,8 +1,11 @@
 """REINFORCE with a learned baseline (RLAIF, Lee et al. 2023 App. F) and the RLOO baseline (Ahmadian et al. 2024).
 
 RLAIF App. F: the reward comes on the final token only and γ = 1, so every token's return is the sequence's
-`R = (1 - β)·r(y|x) - β·KL(π ‖ π_SFT)` (App. A.3 objective, β = 0.05 in App. G);
-`L_PG = -Σ_t log π(A_t|X_t)·stopgrad(R - V(X))`, `L_V = (R - V(X))²`.
+`Z = (1 - β)·r(y|x) - β·KL(π ‖ π_SFT)` (App. A.3 objective, β = 0.05 in App. G);
+`L_PG = -Σ_t log π(A_t|X_t)·stopgrad(Z - V(X_t))`, `L_V = Σ_t (Z - V(X_t))²`, where X_t = (x, y_<t) is the state
+before token t. That per-token baseline is `baseline='per_token'`. `baseline='prompt'` uses V(x) (the state before
+the first response token) for every token: cheaper to fit and still unbiased, but it is not App. F's estimator, and
+the two give different gradients (V(X_t) tracks how the partial response changed the expected return).
 RLOO (Kool et al. 2019; Ahmadian et al. 2024 eq. 6): with k samples per prompt, sample i's baseline is the mean
 reward of the other k - 1, so no value network is needed.
 
@@ -34,21 +37,26 @@ def rlaif_returns(score, logprobs, ref_logprobs, mask, *, beta: float) -> jax.Ar
 def reinforce_policy_loss(logprobs, advantages, mask) -> jax.Array:
     """REINFORCE loss `-stopgrad(A)·Σ_t log π(y_t | x, y_<t)` (RLAIF App. F with γ = 1; Williams 1992).
 
-    logprobs, mask: [batch, seq] over response tokens; advantages: [batch] (e.g. R - V(x), or `rloo_advantages`).
+    logprobs, mask: [batch, seq] over response tokens; advantages: [batch] (e.g. Z - V(x), or `rloo_advantages`),
+    or [batch, seq] (per-token, e.g. Z - V(x, y_<t)): then the loss is `-Σ_t stopgrad(A_t)·log π(y_t | x, y_<t)`.
     Returns float32 [batch].
     """
+    advantages = jax.lax.stop_gradient(advantages.astype(jnp.float32))
+    if advantages.ndim == 2:
+        return -jnp.sum(_masked(advantages * logprobs.astype(jnp.float32), mask), axis=-1)
     sequence_logprob = jnp.sum(_masked(logprobs, mask), axis=-1)
-    return -jax.lax.stop_gradient(advantages.astype(jnp.float32)) * sequence_logprob
+    return -advantages * sequence_logprob
 
 
 def baseline_value_loss(values, returns) -> jax.Array:
     """Value-baseline regression `½·(V(x) - R)²` (RLAIF App. F's L_V, halved so its gradient is V - R).
 
-    values: [batch] (the baseline's prediction per sequence); returns: [batch], a constant (stop_gradient).
-    With the reward on the final token and γ = 1 every token's return is R, so a per-token baseline is this loss at
-    each token. Returns float32 [batch].
+    values: [batch] (the baseline's prediction per sequence), or [batch, seq] (a per-token baseline V(x, y_<t));
+    returns: [batch] (or broadcastable to `values`), a constant (stop_gradient). Returns float32 of values' shape.
     """
     returns = jax.lax.stop_gradient(returns.astype(jnp.float32))
+    if values.ndim == 2 and returns.ndim == 1:
+        returns = returns[:, None]
     return 0.5 * jnp.square(values.astype(jnp.float32) - returns)
 
 
@@ -70,24 +78,33 @@ def rloo_advantages(rewards, num_samples_per_prompt: int) -> jax.Array:
     return (grouped - others_mean).reshape(-1)
 
 
-def reinforce_loss_fn(policy_module, value_module, *, prompt_length, value_coef):
+def reinforce_loss_fn(policy_module, value_module, *, prompt_length, value_coef, baseline="prompt", temperature=1.0):
     """`loss_fn` of REINFORCE with a learned baseline (RLAIF App. F); params = {'policy', 'value'}.
 
-    batch: tokens, attention_mask [n, P + R]; response_mask [n, R]; advantages = Z - V(x) and returns Z, [n]
-    (from `rlaif_returns`). The baseline V(x) is the value head at the last prompt token.
+    batch: tokens, attention_mask [n, P + R]; response_mask [n, R]; returns Z [n] (from `rlaif_returns`) and
+    advantages: Z - V(x) [n] with `baseline='prompt'` (the value head at the last prompt token), or Z - V(x, y_<t)
+    [n, R] with `baseline='per_token'` (the head before every response token; the value loss is then the mean
+    over each response's tokens of ½(V(x, y_<t) - Z)²). Log-probs are taken at `temperature` (the rollout's).
     """
-    from rlaif_jax.losses.logprobs import response_logprobs
+    from rlaif_jax.losses.logprobs import response_logprobs, response_values
+
+    if baseline not in ("prompt", "per_token"):
+        raise ValueError(f"baseline={baseline!r}; expected 'prompt' or 'per_token'")
 
     def loss_fn(params, batch, rng, frozen):
         del rng, frozen
         mask = batch["response_mask"].astype(bool)
         tokens, attention_mask = batch["tokens"], batch["attention_mask"]
-        logprobs, _ = response_logprobs(policy_module, params["policy"], tokens, attention_mask, prompt_length)
-        pg = reinforce_policy_loss(logprobs, batch["advantages"], mask)
-        scores = value_module.apply(
-            {"params": params["value"]}, tokens, attention_mask=attention_mask, method=value_module.scalar
+        logprobs, _ = response_logprobs(
+            policy_module, params["policy"], tokens, attention_mask, prompt_length, temperature=temperature
         )
-        vl = baseline_value_loss(scores[:, prompt_length - 1], batch["returns"])
+        pg = reinforce_policy_loss(logprobs, batch["advantages"], mask)
+        values = response_values(value_module, params["value"], tokens, attention_mask, prompt_length)
+        if baseline == "per_token":
+            per_token = _masked(baseline_value_loss(values, batch["returns"]), mask)
+            vl = jnp.sum(per_token, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1)
+        else:
+            vl = baseline_value_loss(values[:, 0], batch["returns"])
         count = jnp.float32(tokens.shape[0])
         loss_sum = jnp.sum(pg) + value_coef * jnp.sum(vl)
         return loss_sum, {
@@ -99,16 +116,21 @@ def reinforce_loss_fn(policy_module, value_module, *, prompt_length, value_coef)
     return loss_fn
 
 
-def rloo_loss_fn(policy_module, *, prompt_length):
+def rloo_loss_fn(policy_module, *, prompt_length, temperature=1.0):
     """`loss_fn` of RLOO (Ahmadian et al. 2024): REINFORCE with the leave-one-out baseline already folded into
-    batch['advantages'] [n] (see `rloo_advantages`); params = {'policy'}."""
+    batch['advantages'] [n] (see `rloo_advantages`); params = {'policy'}. Log-probs at `temperature`."""
     from rlaif_jax.losses.logprobs import response_logprobs
 
     def loss_fn(params, batch, rng, frozen):
         del rng, frozen
         mask = batch["response_mask"].astype(bool)
         logprobs, _ = response_logprobs(
-            policy_module, params["policy"], batch["tokens"], batch["attention_mask"], prompt_length
+            policy_module,
+            params["policy"],
+            batch["tokens"],
+            batch["attention_mask"],
+            prompt_length,
+            temperature=temperature,
         )
         pg = reinforce_policy_loss(logprobs, batch["advantages"], mask)
         count = jnp.float32(batch["tokens"].shape[0])

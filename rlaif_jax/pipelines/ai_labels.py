@@ -32,7 +32,7 @@ from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.feedback import templates
 from rlaif_jax.feedback.labeler import label_pairs
 from rlaif_jax.models.loading import with_layer_layout
-from rlaif_jax.pipelines.model_setup import build_mesh, build_model
+from rlaif_jax.models.setup import build_mesh, build_model
 
 OUTPUT_FILE = "ai_labels.jsonl"
 SOURCES = ("toy", "jsonl", *hf_datasets.LOADERS)

@@ -17,10 +17,12 @@ import numpy as np
 
 from rlaif_jax import sharding
 from rlaif_jax import workdir as run_dir
+from rlaif_jax.data import prompts as prompt_data
 from rlaif_jax.data.jsonl import write_jsonl
 from rlaif_jax.inference.best_of_n import best_of_n, best_of_n_kl, sft_rows
-from rlaif_jax.pipelines import policy_eval
-from rlaif_jax.pipelines.model_setup import build_mesh, initial_policy
+from rlaif_jax.models.setup import build_mesh
+from rlaif_jax.pipelines.model_setup import initial_policy
+from rlaif_jax.rewards.by_name import make_reward_fn
 from rlaif_jax.rewards.gold import make_gold_reward
 
 RESULTS_FILE = "best_of_n.json"
@@ -76,7 +78,7 @@ def run(config, workdir: str) -> dict:
     prompt_length = bon.max_prompt_length
 
     def encode(texts, split):
-        return policy_eval.encode_prompts(
+        return prompt_data.encode_prompts(
             policy.tokenizer,
             texts,
             use_chat_template=bon.use_chat_template,
@@ -98,12 +100,12 @@ def run(config, workdir: str) -> dict:
             prompts_per_call=bon.prompts_per_call,
         )
 
-    reward_fn = policy_eval.make_reward_fn(
+    reward_fn = make_reward_fn(
         bon.reward, max_length=prompt_length + bon.max_new_tokens + 1, use_chat_template=bon.use_chat_template
     )
     gold_fn = make_gold_reward(bon.gold_reward)
     rng = jax.random.key(config.seed)
-    prompts = policy_eval.task_prompts(bon.task, "held_out", config.seed, bon.eval_prompts)
+    prompts = prompt_data.load_prompts(bon.task, "held_out", config.seed, bon.eval_prompts)
     result = sample(prompts, encode(prompts, "held_out"), ns[-1], jax.random.fold_in(rng, 0))
     gold_rewards = np.asarray(gold_fn(result.rollout.prompts, result.rollout.completions), np.float32)
     rows = best_of_n_rows(result, gold_rewards.reshape(len(prompts), ns[-1]), ns)
@@ -123,7 +125,7 @@ def run(config, workdir: str) -> dict:
     with open(os.path.join(workdir, TABLE_FILE), "w", encoding="utf-8") as f:
         f.write(f"Best-of-n on {len(prompts)} held-out {bon.task} prompts\n\n" + table)
     if bon.data_split:
-        data_prompts = policy_eval.task_prompts(bon.task, bon.data_split, config.seed)
+        data_prompts = prompt_data.load_prompts(bon.task, bon.data_split, config.seed)
         data_prompts = data_prompts[: bon.data_prompts] if bon.data_prompts > 0 else data_prompts
         picked = sample(data_prompts, encode(data_prompts, bon.data_split), bon.data_n, jax.random.fold_in(rng, 1))
         rows = [row for row in sft_rows(picked) if row["response"].strip()]  # configs/sft.py rejects empty ones

@@ -24,13 +24,16 @@ import numpy as np
 
 from rlaif_jax import models, sharding
 from rlaif_jax import workdir as run_dir
+from rlaif_jax.data import prompts as prompt_data
 from rlaif_jax.data.jsonl import write_jsonl
 from rlaif_jax.data.sft import tokenize_prompt_response
+from rlaif_jax.evaluation import policy as policy_eval
 from rlaif_jax.losses.sft import sft_loss_fn
-from rlaif_jax.pipelines import policy_eval
+from rlaif_jax.models.setup import build_mesh
 from rlaif_jax.pipelines.best_of_n import markdown_table
 from rlaif_jax.pipelines.expert_iteration import read_scored_rows
-from rlaif_jax.pipelines.model_setup import build_mesh, initial_policy
+from rlaif_jax.pipelines.model_setup import initial_policy
+from rlaif_jax.rewards.by_name import make_reward_fn
 from rlaif_jax.rewards.gold import make_gold_reward
 from rlaif_jax.train import rollout as rollouts
 from rlaif_jax.train.loop import fit
@@ -127,7 +130,7 @@ def run(config, workdir: str) -> dict:
     prompt_length = cond.max_prompt_length
 
     def encode(texts, source):
-        return policy_eval.encode_prompts(
+        return prompt_data.encode_prompts(
             policy.tokenizer,
             texts,
             use_chat_template=cond.use_chat_template,
@@ -137,7 +140,7 @@ def run(config, workdir: str) -> dict:
 
     rng = jax.random.key(config.seed)
     gold_fn = make_gold_reward(cond.gold_reward)
-    eval_prompts = policy_eval.task_prompts(cond.task, "held_out", config.seed, cond.eval_prompts)
+    eval_prompts = prompt_data.load_prompts(cond.task, "held_out", config.seed, cond.eval_prompts)
     eval_ids = encode(eval_prompts, f"{cond.task} (held_out)")
 
     def evaluate(current, ids, kl_fn):
@@ -162,9 +165,9 @@ def run(config, workdir: str) -> dict:
     }
     data_path = os.path.join(workdir, DATA_FILE)
     if not os.path.exists(data_path):
-        train_prompts = policy_eval.task_prompts(cond.task, "train", config.seed)
+        train_prompts = prompt_data.load_prompts(cond.task, "train", config.seed)
         train_prompts = train_prompts[: cond.train_prompts] if cond.train_prompts > 0 else train_prompts
-        reward_fn = policy_eval.make_reward_fn(
+        reward_fn = make_reward_fn(
             cond.reward, max_length=prompt_length + cond.max_new_tokens + 1, use_chat_template=cond.use_chat_template
         )
         rollout = rollouts.sample_rollout(

@@ -22,13 +22,16 @@ import numpy as np
 from rlaif_jax import models, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.data import batching
+from rlaif_jax.data import prompts as prompt_data
 from rlaif_jax.data.jsonl import read_jsonl, write_jsonl
 from rlaif_jax.data.sft import tokenize_prompt_response
+from rlaif_jax.evaluation import policy as policy_eval
 from rlaif_jax.inference.best_of_n import best_of_n, sft_rows
 from rlaif_jax.losses.sft import sft_loss_fn
-from rlaif_jax.pipelines import policy_eval
+from rlaif_jax.models.setup import build_mesh
 from rlaif_jax.pipelines.best_of_n import markdown_table
-from rlaif_jax.pipelines.model_setup import build_mesh, initial_policy
+from rlaif_jax.pipelines.model_setup import initial_policy
+from rlaif_jax.rewards.by_name import make_reward_fn
 from rlaif_jax.rewards.gold import make_gold_reward
 from rlaif_jax.train.loop import fit
 
@@ -62,7 +65,7 @@ def run(config, workdir: str) -> dict:
     prompt_length = ei.max_prompt_length
 
     def encode(texts, split):
-        return policy_eval.encode_prompts(
+        return prompt_data.encode_prompts(
             policy.tokenizer,
             texts,
             use_chat_template=ei.use_chat_template,
@@ -70,11 +73,11 @@ def run(config, workdir: str) -> dict:
             source=f"{ei.task} ({split})",
         )
 
-    train_prompts = policy_eval.task_prompts(ei.task, "train", config.seed)
+    train_prompts = prompt_data.load_prompts(ei.task, "train", config.seed)
     train_ids = encode(train_prompts, "train")
-    eval_prompts = policy_eval.task_prompts(ei.task, "held_out", config.seed, ei.eval_prompts)
+    eval_prompts = prompt_data.load_prompts(ei.task, "held_out", config.seed, ei.eval_prompts)
     eval_ids = encode(eval_prompts, "held_out")
-    reward_fn = policy_eval.make_reward_fn(
+    reward_fn = make_reward_fn(
         ei.reward, max_length=prompt_length + ei.max_new_tokens + 1, use_chat_template=ei.use_chat_template
     )
     gold_fn = make_gold_reward(ei.gold_reward)

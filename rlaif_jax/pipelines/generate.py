@@ -13,7 +13,7 @@ from rlaif_jax import sampling, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.tokenize import encode_prompt
-from rlaif_jax.pipelines.model_setup import build_mesh, build_model
+from rlaif_jax.models.setup import build_mesh, build_model
 
 GENERATIONS_FILE = "generations.jsonl"
 

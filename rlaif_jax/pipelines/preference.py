@@ -22,10 +22,13 @@ import numpy as np
 from rlaif_jax import sampling, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.data import preferences, sampled_pairs
+from rlaif_jax.data import prompts as prompt_data
+from rlaif_jax.evaluation import policy as policy_eval
 from rlaif_jax.losses import dpo, rrhf, rso, slic
 from rlaif_jax.losses.logprobs import sequence_logprobs
-from rlaif_jax.pipelines import policy_eval
-from rlaif_jax.pipelines.model_setup import build_mesh, initial_policy
+from rlaif_jax.models.setup import build_mesh
+from rlaif_jax.pipelines.model_setup import initial_policy
+from rlaif_jax.rewards.by_name import make_reward_fn
 from rlaif_jax.rewards.gold import make_gold_reward
 from rlaif_jax.train.loop import fit
 
@@ -47,15 +50,28 @@ def check_config(config) -> None:
     pairings = rso.PAIRING_METHODS if loss.method == "rso" else sampled_pairs.PAIRINGS
     if data.source == "sampled" and loss.method != "rrhf" and data.pairing not in pairings:
         raise ValueError(f"config.data.pairing={data.pairing!r} for method {loss.method!r}; expected one of {pairings}")
+    if data.labels not in preferences.LABELS:
+        raise ValueError(f"config.data.labels={data.labels!r}; expected one of {preferences.LABELS}")
+    soft_ok = loss.method == "dpo" and loss.loss_type == "sigmoid" and not loss.label_smoothing
+    if data.labels == "soft" and not soft_ok:
+        raise ValueError(
+            "config.data.labels='soft' needs config.loss.method='dpo' with loss_type='sigmoid' and label_smoothing=0"
+            f" (got {loss.method!r}, {loss.get('loss_type')!r}, {loss.get('label_smoothing')!r})"
+        )
     if loss.method == "slic" and loss.calibration_target not in CALIBRATION_TARGETS:
         raise ValueError(f"config.loss.calibration_target={loss.calibration_target!r}; expected {CALIBRATION_TARGETS}")
 
 
-def make_loss_fn(module, loss_config):
-    """The train-step loss of `loss_config.method` with its parameters from `config.loss`."""
+def make_loss_fn(module, loss_config, *, soft_labels: bool = False):
+    """The train-step loss of `loss_config.method` with its parameters from `config.loss`; `soft_labels` (DPO):
+    each pair's 'preference' is its label (`config.data.labels='soft'`)."""
     if loss_config.method == "dpo":
         return dpo.dpo_loss_fn(
-            module, beta=loss_config.beta, loss_type=loss_config.loss_type, label_smoothing=loss_config.label_smoothing
+            module,
+            beta=loss_config.beta,
+            loss_type=loss_config.loss_type,
+            label_smoothing=loss_config.label_smoothing,
+            soft_labels=soft_labels,
         )
     if loss_config.method == "slic":
         return slic.slic_loss_fn(
@@ -99,7 +115,7 @@ def sample_responses(policy, prompts, prompt_ids, reward_fn, data_config, rng) -
 def load_samples(config, workdir: str, policy, seed_rng) -> list[dict]:
     """WORKDIR/samples.jsonl, written on the first run (sampled from the start policy) and reused afterwards."""
     data = config.data
-    prompts = policy_eval.task_prompts(data.task, "train", config.seed, data.num_prompts)
+    prompts = prompt_data.load_prompts(data.task, "train", config.seed, data.num_prompts)
     path = os.path.join(workdir, SAMPLES_FILE)
     if os.path.exists(path):
         rows = sampled_pairs.read_samples(path, num_prompts=len(prompts), samples_per_prompt=data.samples_per_prompt)
@@ -108,16 +124,14 @@ def load_samples(config, workdir: str, policy, seed_rng) -> list[dict]:
                 raise ValueError(f"{row['_source']}: prompt {row['prompt']!r} is not this run's {prompt!r}")
         logging.info("reusing %d prompts x %d samples from %s", len(rows), data.samples_per_prompt, path)
         return rows
-    prompt_ids = policy_eval.encode_prompts(
+    prompt_ids = prompt_data.encode_prompts(
         policy.tokenizer,
         prompts,
         use_chat_template=data.use_chat_template,
         max_prompt_length=data.max_prompt_length,
         source=data.task,
     )
-    reward_fn = policy_eval.make_reward_fn(
-        data.label_reward, max_length=data.max_length, use_chat_template=data.use_chat_template
-    )
+    reward_fn = make_reward_fn(data.label_reward, max_length=data.max_length, use_chat_template=data.use_chat_template)
     texts, rewards = sample_responses(policy, prompts, prompt_ids, reward_fn, data, seed_rng)
     return sampled_pairs.write_samples(path, prompts, texts, rewards)
 
@@ -149,7 +163,20 @@ def sampled_rows(config, samples: list[dict]) -> list[dict]:
 
 
 def load_rows(config, workdir: str, policy, rng) -> list[dict]:
-    """Pairwise rows (ranked rows for RRHF) of `config.data.source`."""
+    """Pairwise rows (ranked rows for RRHF) of `config.data.source`; with `config.data.labels='hard'` each pair is
+    oriented by its 'preference' column (`preferences.hard_label_rows`)."""
+    rows = _source_rows(config, workdir, policy, rng)
+    if config.loss.method == "rrhf" or config.data.labels != "hard":
+        return rows
+    oriented, dropped = preferences.hard_label_rows(rows)
+    swapped = sum(row.get("preference", 1.0) < 0.5 for row in rows)
+    logging.info("hard labels: %d of %d pairs swapped, %d at preference 0.5 dropped", swapped, len(rows), dropped)
+    if not oriented:
+        raise ValueError(f"config.data ({config.data.source}): every pair has preference 0.5, so no hard label")
+    return oriented
+
+
+def _source_rows(config, workdir: str, policy, rng) -> list[dict]:
     data, ranked = config.data, config.loss.method == "rrhf"
     if data.source == "toy":
         if ranked:
@@ -183,7 +210,10 @@ def training_arrays(config, rows: list[dict], tokenizer) -> dict[str, np.ndarray
         rows = [{**row, "target": row.get("best_response", row["chosen"])} for row in rows]
     examples = preferences.tokenize_pairs(rows, tokenizer, with_target=with_target, **kwargs)
     sides = ("chosen", "rejected", "target") if with_target else ("chosen", "rejected")
-    return {f"{s}_{k}": examples.arrays[f"{s}_{k}"] for s in sides for k in ("tokens", "attention_mask", "loss_mask")}
+    arrays = {f"{s}_{k}": examples.arrays[f"{s}_{k}"] for s in sides for k in ("tokens", "attention_mask", "loss_mask")}
+    if data.labels == "soft":
+        arrays["preference"] = examples.arrays["preference"]
+    return arrays
 
 
 def reference_logprobs(module, params, arrays, *, batch_size: int, mesh, rules) -> dict[str, np.ndarray]:
@@ -266,8 +296,8 @@ def run(config, workdir: str) -> dict:
     logging.info("preference data: %d %s examples from %s", num_examples, loss.method, data.source)
 
     eval_config = config.eval
-    eval_prompts = policy_eval.task_prompts(data.task, "held_out", config.seed, eval_config.num_prompts)
-    eval_ids = policy_eval.encode_prompts(
+    eval_prompts = prompt_data.load_prompts(data.task, "held_out", config.seed, eval_config.num_prompts)
+    eval_ids = prompt_data.encode_prompts(
         policy.tokenizer,
         eval_prompts,
         use_chat_template=data.use_chat_template,
@@ -299,7 +329,7 @@ def run(config, workdir: str) -> dict:
     num_steps = train.num_steps or train.num_epochs * max(num_examples // train.batch_size, 1)
     state, results["train"], finished = fit(
         lm=policy,
-        loss_fn=make_loss_fn(policy.module, loss),
+        loss_fn=make_loss_fn(policy.module, loss, soft_labels=data.labels == "soft"),
         arrays=arrays,
         config=config,
         workdir=workdir,

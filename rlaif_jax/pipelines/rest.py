@@ -33,15 +33,17 @@ import numpy as np
 
 from rlaif_jax import sharding
 from rlaif_jax import workdir as run_dir
+from rlaif_jax.data import prompts as prompt_data
 from rlaif_jax.data import translation
 from rlaif_jax.data.jsonl import read_jsonl, write_jsonl
 from rlaif_jax.data.sentiment import sentiment_prompts
 from rlaif_jax.data.sft import tokenize_prompt_response
 from rlaif_jax.data.toy import toy_rows
+from rlaif_jax.evaluation import policy as policy_eval
 from rlaif_jax.losses.sft import sft_loss_fn
 from rlaif_jax.models.loading import LanguageModel
-from rlaif_jax.pipelines import policy_eval
-from rlaif_jax.pipelines.model_setup import build_mesh, initial_policy
+from rlaif_jax.models.setup import build_mesh
+from rlaif_jax.pipelines.model_setup import initial_policy
 from rlaif_jax.rewards.gold import make_gold_reward
 from rlaif_jax.rewards.translation import TranslationReward
 from rlaif_jax.train import rollout as rollouts
@@ -106,9 +108,9 @@ def task_data(config) -> TaskData:
     if task == "toy":
         valid = [row["prompt"] for row in toy_rows(data.num_eval, seed=config.seed + 20_000)]
         result = TaskData(
-            train_prompts=policy_eval.task_prompts("toy", "train", config.seed),
+            train_prompts=prompt_data.load_prompts("toy", "train", config.seed),
             valid_prompts=valid,
-            test_prompts=policy_eval.task_prompts("toy", "held_out", config.seed),
+            test_prompts=prompt_data.load_prompts("toy", "held_out", config.seed),
             original_rows=toy_rows(data.num_original, seed=data.seed, noise=data.noise),
             reward_fn=make_gold_reward("toy"),
         )
@@ -343,7 +345,7 @@ def run(config, workdir: str) -> dict:
     prompt_length, max_new_tokens = config.data.max_prompt_length, config.data.max_new_tokens
 
     def encode(texts, split):
-        return policy_eval.encode_prompts(
+        return prompt_data.encode_prompts(
             policy.tokenizer,
             texts,
             use_chat_template=config.data.use_chat_template,

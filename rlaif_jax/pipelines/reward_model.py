@@ -22,7 +22,7 @@ from rlaif_jax.data import hf_datasets, preferences
 from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.sft import tokenize_prompt_response
 from rlaif_jax.losses import reward_model as rm_losses
-from rlaif_jax.pipelines.model_setup import build_mesh, build_model
+from rlaif_jax.models.setup import build_mesh, build_model
 from rlaif_jax.train.loop import fit
 
 SOURCES = ("toy", "jsonl", *hf_datasets.LOADERS)

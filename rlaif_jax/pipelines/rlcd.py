@@ -26,44 +26,36 @@ import numpy as np
 
 from rlaif_jax import sampling, sharding
 from rlaif_jax import workdir as run_dir
+from rlaif_jax.data import prompts as prompt_data
 from rlaif_jax.data.jsonl import read_jsonl, write_jsonl
 from rlaif_jax.data.tokenize import encode_prompt
 from rlaif_jax.data.toy import LETTERS, PROMPT_PREFIX, RESPONSE_LETTERS, toy_rows
 from rlaif_jax.feedback import rlcd
-from rlaif_jax.pipelines import policy_eval
-from rlaif_jax.pipelines.model_setup import build_mesh, build_model
+from rlaif_jax.models.setup import build_mesh, build_model
 from rlaif_jax.rewards.gold import make_gold_reward
 
-TASKS = ("jsonl", *policy_eval.TASKS)
+TASKS = prompt_data.TASKS
 PROMPT_FORMATS = ("dialogue", "instruction")
 
 
+def task_source(task_config, *, dialogue: bool):
+    """The prompt source (data/prompts.py) of `config.task`: a local task, the hub / local TL;DR or HH data, or the
+    `prompt_field` column of `train_file` / `eval_file` (JSONL); with `dialogue` each prompt is cut after its last
+    `Assistant:`, so an hh-rlhf `chosen` column works too."""
+    return prompt_data.source_config(
+        task_config.name,
+        train_file=task_config.train_file,
+        eval_file=task_config.eval_file,
+        eval_fraction=task_config.eval_fraction,
+        field=task_config.prompt_field,
+        data_dir=task_config.get("data_dir", ""),
+        dialogue=task_config.name == "hh_rlhf" or (dialogue and task_config.name not in prompt_data.LOCAL_TASKS),
+    )
+
+
 def task_prompt_texts(task_config, split: str, seed: int, *, dialogue: bool) -> list[str]:
-    """Prompts of `config.task` for split 'train' or 'held_out': a built-in task (policy_eval.task_prompts) or the
-    `prompt_field` column of `train_file` / `eval_file` (JSONL); with `dialogue` each is cut after its last
-    `Assistant:` (rlcd.dialogue_prompt), so an hh-rlhf `chosen` column works too. With no eval_file the last
-    `eval_fraction` of a seeded shuffle of train_file is held out."""
-    if task_config.name != "jsonl":
-        return policy_eval.task_prompts(task_config.name, split, seed)
-    if split == "held_out" and task_config.eval_file:
-        rows = read_jsonl(task_config.eval_file, (task_config.prompt_field,))
-    else:
-        if not task_config.train_file:
-            raise ValueError("config.task.train_file is not set (task 'jsonl')")
-        rows = read_jsonl(task_config.train_file, (task_config.prompt_field,))
-        if not task_config.eval_file:
-            order = np.random.default_rng([seed, 3]).permutation(len(rows))
-            num_held_out = int(round(task_config.eval_fraction * len(rows)))
-            chosen = order[len(rows) - num_held_out :] if split == "held_out" else order[: len(rows) - num_held_out]
-            rows = [rows[i] for i in sorted(chosen)]
-    prompts = []
-    for row in rows:
-        text = row[task_config.prompt_field]
-        try:
-            prompts.append(rlcd.dialogue_prompt(text) if dialogue else text)
-        except ValueError as error:
-            raise ValueError(f"{row['_source']}: column {task_config.prompt_field!r}: {error}") from error
-    return prompts
+    """Prompts of `config.task` (`task_source`) for split 'train' or 'held_out'."""
+    return prompt_data.load_prompts(task_source(task_config, dialogue=dialogue), split, seed)
 
 
 def contrast_prompt_pair(prompt: str, affixes: rlcd.AffixSet, index: int, *, dialogue: bool) -> tuple[str, str]:
@@ -241,6 +233,7 @@ def base_model_config(config, workdir: str) -> ml_collections.ConfigDict:
 def _check(config) -> None:
     if config.task.name not in TASKS:
         raise ValueError(f"config.task.name={config.task.name!r}; expected one of {TASKS}")
+    prompt_data.check_source(task_source(config.task, dialogue=False), "config.task")
     if config.rlcd.prompt_format not in PROMPT_FORMATS:
         raise ValueError(f"config.rlcd.prompt_format={config.rlcd.prompt_format!r}; expected one of {PROMPT_FORMATS}")
     if config.rlcd.postprocess not in rlcd.POSTPROCESSORS:
@@ -248,8 +241,6 @@ def _check(config) -> None:
     rlcd.affix_set(config.rlcd.affixes)
     if config.rlcd.max_attempts < 1 or config.rlcd.batch_size < 1:
         raise ValueError(f"config.rlcd.max_attempts and batch_size must be >= 1; got {config.rlcd.to_dict()}")
-    if config.run_ppo and config.task.name == "jsonl":
-        raise ValueError("the online_rl job has no prompt source for task 'jsonl' yet: set config.run_ppo=False")
     if config.agreement.gold_reward:
         make_gold_reward(config.agreement.gold_reward)
 
@@ -401,11 +392,10 @@ def run(config, workdir: str) -> dict:
             ppo_config.model = model_config.copy_and_resolve_references()
             ppo_config.mesh = config.mesh.copy_and_resolve_references()
             ppo_config.sft_first = False
-            ppo_config.rl.task = config.task.name
+            ppo_config.rl.prompts = task_source(config.task, dialogue=dialogue)
             ppo_config.rl.reward = f"reward_model:{rm_dir}"
             ppo_config.rl.use_chat_template = config.task.use_chat_template
-            if config.agreement.gold_reward:
-                ppo_config.rl.gold_reward = config.agreement.gold_reward
+            ppo_config.rl.gold_reward = config.agreement.gold_reward  # '' = PPO is evaluated by the RM itself
         start = time.perf_counter()
         results["ppo"] = online_rl.run(ppo_config, ppo_dir)
         results["ppo_seconds"] = time.perf_counter() - start

@@ -11,7 +11,7 @@ from rlaif_jax.data.sentiment import review_rows
 from rlaif_jax.data.sft import TokenizedExamples, tokenize_prompt_response
 from rlaif_jax.data.toy import toy_rows
 from rlaif_jax.losses.sft import sft_loss_fn
-from rlaif_jax.pipelines.model_setup import build_mesh, build_model
+from rlaif_jax.models.setup import build_mesh, build_model
 from rlaif_jax.train.loop import fit
 
 

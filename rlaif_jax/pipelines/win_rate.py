@@ -21,13 +21,13 @@ import numpy as np
 
 from rlaif_jax import sampling, sharding
 from rlaif_jax import workdir as run_dir
+from rlaif_jax.data import prompts as prompt_data
 from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.evaluation.length_control import length_controlled_win_rate
 from rlaif_jax.evaluation.report import interval_plot, write_report
 from rlaif_jax.evaluation.win_rate import judge_outcomes, win_rate
-from rlaif_jax.pipelines import policy_eval
+from rlaif_jax.models.setup import build_mesh, build_model
 from rlaif_jax.pipelines.generate import read_prompts
-from rlaif_jax.pipelines.model_setup import build_mesh, build_model
 from rlaif_jax.rewards.gold import make_gold_reward
 
 JUDGES = ("gold", "ai")
@@ -41,7 +41,7 @@ def held_out_prompts(config) -> list[str]:
     if config.prompts_file:
         prompts = read_prompts(config.prompts_file)
     else:
-        prompts = policy_eval.task_prompts(config.task, "held_out", config.seed)
+        prompts = prompt_data.load_prompts(config.task, "held_out", config.seed)
     return prompts[: config.num_prompts] if config.num_prompts else prompts
 
 
@@ -82,7 +82,7 @@ def policy_completions(
     if policy_config.generations_file:
         return read_generations(policy_config.generations_file, prompts)
     lm = load_model(policy_config.model)
-    prompt_ids = policy_eval.encode_prompts(
+    prompt_ids = prompt_data.encode_prompts(
         lm.tokenizer,
         prompts,
         use_chat_template=config.use_chat_template,

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from rlaif_jax.data.prompts import load_prompts as task_prompts
 from rlaif_jax.data.sentiment import REVIEW_WORDS, review_prompts, review_rows, sentiment_prompts
-from rlaif_jax.pipelines.policy_eval import task_prompts
 from rlaif_jax.rewards.gold import SentimentJudge
 
 

@@ -8,7 +8,7 @@ import pytest
 from rlaif_jax import config_defaults, pipelines, sharding
 from rlaif_jax.data.preferences import read_pairwise_jsonl
 from rlaif_jax.feedback.labeler import label_pairs
-from rlaif_jax.pipelines.model_setup import build_model
+from rlaif_jax.models.setup import build_model
 
 
 def labels_config(**labeler):

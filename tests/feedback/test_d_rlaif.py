@@ -19,7 +19,7 @@ from rlaif_jax.feedback.d_rlaif import (
     score_to_reward,
 )
 from rlaif_jax.models.byte_tokenizer import byte_tokenizer
-from rlaif_jax.pipelines.policy_eval import make_reward_fn
+from rlaif_jax.rewards.by_name import make_reward_fn
 from rlaif_jax.workdir import read_metrics
 
 

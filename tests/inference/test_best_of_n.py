@@ -11,7 +11,7 @@ import pytest
 from rlaif_jax import config_defaults, pipelines
 from rlaif_jax.data.toy import toy_reward
 from rlaif_jax.inference.best_of_n import best_of_n, best_of_n_kl, select_best, sft_rows
-from rlaif_jax.pipelines.model_setup import build_model
+from rlaif_jax.models.setup import build_model
 
 PLANTED = np.array([[0.1, 0.9, 0.3, 0.2], [0.5, 0.5, 0.1, 0.0], [-1.0, -2.0, -0.5, -3.0]], np.float32)
 

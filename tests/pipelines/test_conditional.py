@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from rlaif_jax import config_defaults, pipelines
+from rlaif_jax.models.setup import build_model
 from rlaif_jax.pipelines.conditional import left_pad, make_conditional_kl_fn, tag_by_quantile, tagged_rows
-from rlaif_jax.pipelines.model_setup import build_model
 from rlaif_jax.train import rollout as rollouts
 
 

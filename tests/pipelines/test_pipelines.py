@@ -124,15 +124,15 @@ def test_online_rl_resume_is_bit_identical(tmp_path):
 
 
 def test_health_alarms(caplog):
-    from rlaif_jax.pipelines.online_rl import _health_warnings
+    from rlaif_jax.train.rl_loop import health_warnings
 
     with caplog.at_level("WARNING"):
-        _health_warnings({"kl": -1.5, "ratio_max": 12.0, "response_length": 30.0}, previous_length=10.0, step=7)
+        health_warnings({"kl": -1.5, "ratio_max": 12.0, "response_length": 30.0}, previous_length=10.0, step=7)
     messages = " ".join(record.getMessage() for record in caplog.records)
     assert "KL to the reference is -1.500 < -1" in messages
     assert "importance ratio reached 12.0 > 10" in messages
     assert "response length jumped 10.0 -> 30.0" in messages
     caplog.clear()
     with caplog.at_level("WARNING"):
-        _health_warnings({"kl": 0.3, "ratio_max": 1.2, "response_length": 11.0}, previous_length=10.0, step=8)
+        health_warnings({"kl": 0.3, "ratio_max": 1.2, "response_length": 11.0}, previous_length=10.0, step=8)
     assert not caplog.records

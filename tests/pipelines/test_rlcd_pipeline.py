@@ -81,7 +81,7 @@ def test_jsonl_dialogues_are_cut_and_split(tmp_path):
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ValueError, match="config.task.name='letters'"):
         pipelines.run(tiny_config(**{"task.name": "letters"}), str(tmp_path))
-    with pytest.raises(ValueError, match="no prompt source for task 'jsonl'.*run_ppo=False"):
+    with pytest.raises(ValueError, match=r"config.task.train_file is not set \(task 'jsonl'\)"):
         pipelines.run(tiny_config(**{"task.name": "jsonl"}), str(tmp_path))
     with pytest.raises(ValueError, match="config.rlcd.postprocess='raw'"):
         pipelines.run(tiny_config(**{"rlcd.postprocess": "raw"}), str(tmp_path))
@@ -138,7 +138,7 @@ def test_dialogue_task_builds_affixed_prompts_and_drops_unfinished_turns(tmp_pat
     )
     with pytest.raises(RuntimeError, match=r"no RLCD pair survived.*'num_sides_rejected': 8"):
         pipelines.run(config, str(tmp_path / "run"))
-    from rlaif_jax.pipelines.model_setup import build_model
+    from rlaif_jax.models.setup import build_model
 
     lm = build_model(config.model, None, None)
     rows, stats = rlcd_pipeline.contrast_pairs(

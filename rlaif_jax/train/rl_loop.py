@@ -1,0 +1,370 @@
+"""The on-policy RL loop shared by every job that trains a policy online: PPO / PPO-ptx (InstructGPT), REINFORCE
+with a value baseline (RLAIF App. F) and RLOO.
+
+One iteration: sample a rollout from the current policy -> score it (`task.reward_fn`) -> log-probs under policy and
+reference, values, advantages -> `config.rl.epochs` passes over minibatches through the shared train step.
+Trainable params are {'policy', 'value'} (no value model for RLOO); the reference policy is frozen. Log-probs, the
+KL and the importance ratios are all taken at the sampling temperature `rl.temperature`, the distribution the
+rollout was drawn from. Checkpoints at iteration ends; calling `train_policy` again in the same workdir resumes.
+
+Fork point for new RL methods: `make_targets` (advantages) and `make_loss_fn` (the loss), both pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from rlaif_jax import models
+from rlaif_jax import workdir as run_dir
+from rlaif_jax.checkpoints.orbax_state import CheckpointManager
+from rlaif_jax.data import batching
+from rlaif_jax.evaluation import policy as policy_eval
+from rlaif_jax.losses import ppo, reinforce
+from rlaif_jax.losses.logprobs import response_logprobs, response_values
+from rlaif_jax.models.loading import LanguageModel, abstract_params
+from rlaif_jax.train import rollout as rollouts
+from rlaif_jax.train.loop import check_nonfinite
+from rlaif_jax.train.optimizer import make_optimizer
+from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
+
+ALGORITHMS = ("ppo", "reinforce", "rloo")
+BASELINES = ("prompt", "per_token")  # REINFORCE: V(x) at the last prompt token, or V(x, y_<t) at every token
+EVAL_START_FILE = "eval_start.json"
+EVAL_END_FILE = "eval_end.json"
+
+
+@dataclasses.dataclass
+class RLTask:
+    """What the loop trains on: prompt texts and their token ids (left-padded to `rl.max_prompt_length`), the
+    trained-on reward, the evaluation's gold judge, and (PPO-ptx) `ptx_batch(size, iteration) -> arrays` of
+    pretraining rows prefixed 'ptx_' (tokens, attention_mask, loss_mask `[size, L]`)."""
+
+    train_prompts: Sequence[str]
+    train_ids: Sequence[Sequence[int]]
+    eval_prompts: Sequence[str]
+    eval_ids: Sequence[Sequence[int]]
+    reward_fn: Callable
+    gold_fn: Callable
+    judge: str = "gold"
+    ptx_batch: Callable[[int, int], dict] | None = None
+
+
+def check_rl_config(rl) -> None:
+    """Raises ValueError naming the key of an `rl` block the loop cannot run."""
+    if rl.algorithm not in ALGORITHMS:
+        raise ValueError(f"config.rl.algorithm={rl.algorithm!r}; expected one of {ALGORITHMS}")
+    if rl.baseline not in BASELINES:
+        raise ValueError(f"config.rl.baseline={rl.baseline!r}; expected one of {BASELINES}")
+    if rl.temperature <= 0:
+        raise ValueError(f"config.rl.temperature={rl.temperature}: on-policy RL samples, so it must be > 0")
+    if rl.algorithm == "rloo" and rl.samples_per_prompt < 2:
+        raise ValueError(f"config.rl.samples_per_prompt={rl.samples_per_prompt}: RLOO needs at least 2")
+
+
+def samples_per_prompt(rl) -> int:
+    """Responses drawn per prompt in a rollout: RLOO's k, else 1."""
+    return rl.samples_per_prompt if rl.algorithm == "rloo" else 1
+
+
+def make_score_fn(rl, policy_module, value_module, prompt_length: int):
+    """Jitted `(params, reference_params, tokens, attention_mask) -> (logprobs, ref_logprobs, values, entropy)`,
+    each `[n, R]` over the response, at temperature `rl.temperature` (values: zeros for RLOO)."""
+    temperature = rl.temperature
+
+    def score(params, reference_params, tokens, attention_mask):
+        logprobs, logits = response_logprobs(
+            policy_module, params["policy"], tokens, attention_mask, prompt_length, temperature=temperature
+        )
+        ref_logprobs, _ = response_logprobs(
+            policy_module, reference_params, tokens, attention_mask, prompt_length, temperature=temperature
+        )
+        entropy = ppo.entropy_from_logits(logits)
+        if rl.algorithm == "rloo":
+            values = jnp.zeros(logprobs.shape, jnp.float32)
+        else:
+            values = response_values(value_module, params["value"], tokens, attention_mask, prompt_length)
+        return logprobs, ref_logprobs, values, entropy
+
+    return jax.jit(score)
+
+
+def make_targets(rl, scores, response_mask, logprobs, ref_logprobs, values, kl_coef: float) -> dict:
+    """Per-algorithm training targets of a rollout (host or device arrays in, jax arrays out).
+
+    scores: [n] rewards; response_mask, logprobs, ref_logprobs, values: [n, R].
+    ppo: per-token rewards (score on the last token, -kl_coef * KL on every token), GAE advantages (whitened),
+      returns and old values, all [n, R].
+    reinforce: returns Z = (1 - β)·score - β·KL [n]; advantages Z - V(x) [n] ('prompt' baseline) or
+      Z - V(x, y_<t) [n, R] ('per_token', RLAIF App. F).
+    rloo: Z [n] and leave-one-out advantages [n] over each prompt's `rl.samples_per_prompt` samples.
+    """
+    mask = jnp.asarray(response_mask)
+    scores = jnp.asarray(scores)
+    if rl.algorithm == "ppo":
+        kl = ppo.kl_penalty(logprobs, ref_logprobs, kind=rl.kl_estimator)
+        rewards = ppo.per_token_rewards(scores, kl, mask, kl_coef=kl_coef)
+        advantages, returns = ppo.gae(rewards, values, mask, gamma=rl.gamma, lam=rl.lam)
+        return {"advantages": ppo.whiten(advantages, mask), "returns": returns, "old_values": values}
+    returns = reinforce.rlaif_returns(scores, logprobs, ref_logprobs, mask, beta=kl_coef)
+    if rl.algorithm == "rloo":
+        return {"advantages": reinforce.rloo_advantages(returns, rl.samples_per_prompt), "returns": returns}
+    if rl.baseline == "per_token":
+        return {"advantages": jnp.where(mask, returns[:, None] - values, 0.0), "returns": returns}
+    return {"advantages": returns - values[:, 0], "returns": returns}  # V(x): the head at the last prompt token
+
+
+def make_loss_fn(rl, policy_module, value_module, prompt_length: int):
+    """The `loss_fn(params, batch, rng, frozen)` of `rl.algorithm` for `make_train_step`."""
+    if rl.algorithm == "ppo":
+        return ppo.ppo_loss_fn(
+            policy_module,
+            value_module,
+            prompt_length=prompt_length,
+            clip_ratio=rl.clip_ratio,
+            value_clip=rl.value_clip,
+            value_coef=rl.value_coef,
+            entropy_coef=rl.entropy_coef,
+            ptx_coef=rl.ptx_coef,
+            temperature=rl.temperature,
+        )
+    if rl.algorithm == "reinforce":
+        return reinforce.reinforce_loss_fn(
+            policy_module,
+            value_module,
+            prompt_length=prompt_length,
+            value_coef=rl.value_coef,
+            baseline=rl.baseline,
+            temperature=rl.temperature,
+        )
+    return reinforce.rloo_loss_fn(policy_module, prompt_length=prompt_length, temperature=rl.temperature)
+
+
+def make_rl_optimizer(config, num_steps: int):
+    """`config.optimizer` for the policy; with `config.rl.value_learning_rate` > 0 the value network gets the same
+    optimizer at that peak learning rate (InstructGPT C.4 gives the value LR; each group is clipped by its own
+    global norm). Params are {'policy', 'value'} (RLOO: {'policy'})."""
+    policy_optimizer = make_optimizer(config.optimizer, num_steps)
+    value_lr = config.rl.value_learning_rate
+    if value_lr < 0:
+        raise ValueError(f"config.rl.value_learning_rate={value_lr}; expected >= 0 (0 = config.optimizer's)")
+    if not value_lr or config.rl.algorithm == "rloo":
+        return policy_optimizer
+    value_config = config.optimizer.copy_and_resolve_references()
+    value_config.learning_rate = value_lr
+
+    def labels(params):  # every leaf under params['policy'] is 'policy', under params['value'] 'value'
+        return {group: jax.tree.map(lambda _, group=group: group, tree) for group, tree in params.items()}
+
+    return optax.multi_transform({"policy": policy_optimizer, "value": make_optimizer(value_config, num_steps)}, labels)
+
+
+def initial_params(rl, policy: LanguageModel, value_init: LanguageModel | None = None) -> tuple[dict, dict, object]:
+    """(params, boxed abstract params, value module config) of the train state: {'policy'} plus, except for RLOO,
+    {'value'}: `value_init`'s params when given (InstructGPT §3.5 starts the value function from the reward model;
+    it must have a scalar head and the policy's architecture), else the policy's with a zero scalar head."""
+    value_config = policy.config.replace(scalar_head=True)
+    params = {"policy": policy.params}
+    boxed = {"policy": abstract_params(policy.config)}
+    if rl.algorithm == "rloo":
+        return params, boxed, value_config
+    if value_init is not None:
+        if "scalar_head" not in value_init.params:
+            raise ValueError("the value model's initialisation has no scalar head (load it with scalar_head=True)")
+        value_config = value_init.config
+        params["value"] = value_init.params
+    else:
+        head = {"kernel": np.zeros(value_config.hidden_size, np.float32), "bias": np.zeros((), np.float32)}
+        params["value"] = {**policy.params, "scalar_head": head}
+    boxed["value"] = abstract_params(value_config)
+    return params, boxed, value_config
+
+
+def train_policy(
+    config, workdir: str, policy: LanguageModel, task: RLTask, *, mesh, rules, value_init=None
+) -> tuple[dict, LanguageModel | None]:
+    """Trains `policy` for `config.train.num_steps` optimizer steps of on-policy RL (`config.rl`,
+    `config.optimizer`, `config.checkpoint`); resumes from WORKDIR/checkpoints.
+
+    Writes WORKDIR/metrics.jsonl (one row per iteration: reward, KL, losses, ...), eval_start.json and, when the run
+    reached its last step, eval_end.json (held-out reward by `task.judge` under the key 'gold_reward', and KL, of
+    one sample per eval prompt). Returns
+    ({'start': eval, 'end': eval}, the trained policy); when stopped early by `config.train.stop_at_step`, 'end'
+    is missing and the policy is None.
+    """
+    rl = config.rl
+    check_rl_config(rl)
+    reference_params = policy.params  # frozen: never trained (the train state holds its own copy)
+    params, boxed_abstract, value_config = initial_params(rl, policy, value_init)
+    value_module = models.Transformer(value_config)
+    samples = samples_per_prompt(rl)
+    rollout_size = rl.prompts_per_rollout * samples
+    if rollout_size % rl.minibatch_size:
+        raise ValueError(f"rollout of {rollout_size} sequences is not divisible by minibatch_size={rl.minibatch_size}")
+    steps_per_iteration = rl.epochs * rollout_size // rl.minibatch_size
+    num_iterations = config.train.num_steps // steps_per_iteration
+    if num_iterations < 1:
+        raise ValueError(
+            f"config.train.num_steps={config.train.num_steps} is less than one iteration ({steps_per_iteration} steps)"
+        )
+    if rl.ptx_coef > 0 and task.ptx_batch is None:
+        raise ValueError("config.rl.ptx_coef > 0 but the task has no pretraining rows (config.rl.ptx_data)")
+    optimizer = make_rl_optimizer(config, config.train.num_steps)
+    state_shardings = train_state_shardings(boxed_abstract, optimizer, mesh, rules)
+    state_shardings["kl_coef"] = state_shardings["step"]  # replicated scalar
+    init = lambda p: {**init_train_state(p, optimizer), "kl_coef": jnp.float32(rl.kl_coef)}  # noqa: E731
+    state = jax.jit(init, out_shardings=state_shardings)(params)  # copies: the reference keeps policy.params
+    prompt_length = rl.max_prompt_length
+
+    checkpoints = CheckpointManager(workdir, keep=config.checkpoint.keep)
+    start_step = checkpoints.latest_step() or 0
+    if start_step:
+        state = checkpoints.restore(start_step, state)
+    train_step = make_train_step(
+        make_loss_fn(rl, policy.module, value_module, prompt_length),
+        optimizer,
+        mesh=mesh,
+        rules=rules,
+        state_shardings=state_shardings,
+    )
+    score_fn = make_score_fn(rl, policy.module, value_module, prompt_length)
+    kl_fn = policy_eval.make_kl_fn(policy.module, prompt_length, temperature=rl.eval_temperature)
+    rng = jax.random.key(config.seed)
+    evaluate = lambda current, eval_rng: (
+        {"judge": task.judge}
+        | policy_eval.evaluate_policy(  # noqa: E731
+            current,
+            reference_params,
+            task.eval_prompts,
+            task.eval_ids,
+            task.gold_fn,
+            max_new_tokens=rl.max_new_tokens,
+            temperature=rl.eval_temperature,
+            prompt_length=prompt_length,
+            kl_fn=kl_fn,
+            rng=eval_rng,
+        )
+    )
+    # A resumed run reads the start evaluation back, so its results have 'start' too.
+    start_path = os.path.join(workdir, EVAL_START_FILE)
+    results = {"start": run_dir.cached_json(start_path, lambda: evaluate(policy, jax.random.fold_in(rng, 2)))}
+    previous_length = None
+    with run_dir.MetricsWriter(workdir, resume_step=start_step) as metrics_writer:
+        first_iteration = start_step // steps_per_iteration
+        for iteration in tqdm(
+            range(first_iteration, num_iterations),
+            initial=first_iteration,
+            total=num_iterations,
+            desc=rl.algorithm,
+            unit="iter",
+        ):
+            if 0 < config.train.stop_at_step <= int(state["step"]):
+                break
+            start_time = time.perf_counter()
+            iteration_rng = jax.random.fold_in(jax.random.fold_in(rng, 1), iteration)
+            indices = batching.batch_indices(len(task.train_prompts), rl.prompts_per_rollout, iteration, config.seed)
+            current = policy.replace(params=state["params"]["policy"])
+            rollout = rollouts.sample_rollout(
+                current,
+                [task.train_prompts[i] for i in indices],
+                [task.train_ids[i] for i in indices],
+                task.reward_fn,
+                rng=iteration_rng,
+                max_new_tokens=rl.max_new_tokens,
+                temperature=rl.temperature,
+                num_samples=samples,
+                prompt_length=prompt_length,
+            )
+            logprobs, ref_logprobs, values, entropy = score_fn(
+                state["params"], reference_params, rollout.tokens, rollout.attention_mask
+            )
+            kl_coef = float(state["kl_coef"])
+            targets = make_targets(rl, rollout.scores, rollout.response_mask, logprobs, ref_logprobs, values, kl_coef)
+            arrays = {
+                "tokens": rollout.tokens,
+                "attention_mask": rollout.attention_mask,
+                "response_mask": rollout.response_mask,
+                "old_logprobs": np.asarray(logprobs),
+                **{name: np.asarray(value) for name, value in targets.items()},
+            }
+            if rl.algorithm == "ppo" and rl.ptx_coef > 0:
+                arrays.update(task.ptx_batch(rollout_size, iteration))
+            train_metrics = []
+            for epoch in range(rl.epochs):
+                order = np.random.default_rng([config.seed, iteration, epoch]).permutation(rollout_size)
+                for start in range(0, rollout_size, rl.minibatch_size):
+                    minibatch = rollouts.gather_rows(arrays, order[start : start + rl.minibatch_size])
+                    state, metrics = train_step(state, minibatch, rng, reference_params)
+                    train_metrics.append(jax.device_get(metrics))
+            mask = rollout.response_mask
+            log_ratio = np.where(mask, np.asarray(logprobs) - np.asarray(ref_logprobs), 0.0)
+            sequence_kl = log_ratio.sum(axis=1)
+            if rl.adaptive_kl:
+                state["kl_coef"] = jnp.float32(
+                    ppo.adaptive_kl_update(
+                        kl_coef,
+                        float(sequence_kl.mean()),
+                        target=rl.kl_target,
+                        horizon=rl.kl_horizon,
+                        num_steps=rollout_size,
+                    )
+                )
+            logged = {name: float(np.mean([m[name] for m in train_metrics])) for name in train_metrics[0]}
+            logged.update(
+                reward_mean=float(rollout.scores.mean()),
+                reward_std=float(rollout.scores.std()),
+                kl=float(sequence_kl.mean()),
+                kl_coef=kl_coef,
+                entropy=float(np.where(mask, np.asarray(entropy), 0.0).sum() / max(mask.sum(), 1)),
+                response_length=float(rollout.response_lengths.mean()),
+                tokens_per_s=float(rollout.attention_mask.sum() / (time.perf_counter() - start_time)),
+            )
+            if rl.algorithm != "rloo":
+                logged["explained_variance"] = _explained_variance(rl, values, targets["returns"], mask)
+            health_warnings(logged, previous_length, int(state["step"]))
+            check_nonfinite(float(state["nonfinite_steps"]), config.train.max_nonfinite_steps, int(state["step"]))
+            previous_length = logged["response_length"]
+            metrics_writer.write(int(state["step"]), logged)
+            stopping = 0 < config.train.stop_at_step <= int(state["step"])
+            if (iteration + 1) % config.checkpoint.every_iterations == 0 or iteration + 1 == num_iterations or stopping:
+                checkpoints.save(int(state["step"]), state)
+    checkpoints.close()
+    if int(state["step"]) < num_iterations * steps_per_iteration:
+        return results, None  # stopped early: the end-of-run evaluation waits for the resumed run
+    final_policy = policy.replace(params=state["params"]["policy"])
+    results["end"] = evaluate(final_policy, jax.random.fold_in(rng, 3))
+    run_dir.write_json(workdir, EVAL_END_FILE, results["end"])
+    return results, final_policy
+
+
+def _explained_variance(rl, values, returns, mask) -> float:
+    """How much of the returns' variance the value model explains, over the tokens its targets cover."""
+    values, returns, mask = jnp.asarray(values), jnp.asarray(returns), jnp.asarray(mask)
+    if rl.algorithm == "reinforce":
+        if rl.baseline == "prompt":
+            values = jnp.broadcast_to(values[:, :1], values.shape)
+        returns = jnp.broadcast_to(returns[:, None], values.shape)
+    return float(ppo.explained_variance(values, returns, mask))
+
+
+def health_warnings(metrics: dict, previous_length: float | None, step: int) -> None:
+    """The alarms of RELIABILITY #22: negative KL, runaway importance ratios, response-length jumps."""
+    if metrics["kl"] < -1:
+        logging.warning(
+            "step %d: KL to the reference is %.3f < -1 (estimator or sampler/trainer mismatch)", step, metrics["kl"]
+        )
+    if metrics.get("ratio_max", 0.0) > 10:
+        logging.warning("step %d: importance ratio reached %.1f > 10", step, metrics["ratio_max"])
+    if previous_length and abs(metrics["response_length"] - previous_length) > max(0.5 * previous_length, 4):
+        logging.warning(
+            "step %d: mean response length jumped %.1f -> %.1f", step, previous_length, metrics["response_length"]
+        )
