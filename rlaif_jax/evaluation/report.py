@@ -92,11 +92,12 @@ def write_report(
     with open(paths["markdown"], "w", encoding="utf-8") as f:
         f.write(markdown)
     for plot_name, draw in (plots or {}).items():
-        paths[f"plot:{plot_name}"] = _save_plot(os.path.join(workdir, f"{name}_{plot_name}.png"), draw)
+        paths[f"plot:{plot_name}"] = save_plot(os.path.join(workdir, f"{name}_{plot_name}.png"), draw)
     return paths
 
 
-def _save_plot(path: str, draw: PlotFn) -> str:
+def save_plot(path: str, draw: PlotFn) -> str:
+    """Draws `draw(ax)` on a bare 6x4 Agg figure and saves it as the PNG `path`; returns the path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

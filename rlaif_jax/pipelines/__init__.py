@@ -16,6 +16,8 @@ PIPELINES = {
     "best_of_n": "rlaif_jax.pipelines.best_of_n",
     "expert_iteration": "rlaif_jax.pipelines.expert_iteration",
     "conditional": "rlaif_jax.pipelines.conditional",
+    "samples": "rlaif_jax.pipelines.samples",
+    "chain": "rlaif_jax.pipelines.chain",
 }
 
 
