@@ -32,11 +32,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # RLAIF §4.3 / App. D: an instruction-tuned PaLM 2 XS scores TL;DR summaries 1-10; not public: set the paths.
         config.model.name = ""  # set: path of the SFT policy (PaLM 2 XS fine-tuned on TL;DR in the paper)
         config.rl.reward = "d_rlaif:summarize:"  # set: append the labeler path (instruction-tuned PaLM 2 XS, §4.3)
-        config.rl.prompts = config_defaults.prompts("tldr")  # Reddit TL;DR posts (CarperAI split: train / valid)
-        config.rl.gold_reward = ""  # no gold judge: held-out evaluation by the d-RLAIF score (named in results)
-        config.rl.use_chat_template = False  # 'SUBREDDIT: ... TL;DR:' plain text (PaLM 2 is not a chat model)
-        config.rl.max_prompt_length = 1024  # App. G: max input length
-        config.rl.eval_prompts = 2000  # held-out posts scored at start and end (ours; the paper's win rates use 2k+)
+        config_defaults.rlaif_tldr_rl(config.rl)  # TL;DR posts, 1024 tokens, no gold judge
         config.rl.kl_coef = 0.05  # App. G β; d-RLAIF's own β is not stated in v2 (UNVERIFIED)
         config.rl.temperature = 0.9  # App. G: sampling temperature for exploration
         config.rl.prompts_per_rollout = 128  # App. G: batch size

@@ -21,12 +21,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     if arg == "paper":
         # RLAIF App. F/G. The PaLM 2 XS policy is not public: set config.model.name.
         config.model.name = ""  # set: path of the SFT policy
-        config.rl.prompts = config_defaults.prompts("tldr")  # Reddit TL;DR posts (CarperAI split: train / valid)
+        config_defaults.rlaif_tldr_rl(config.rl)  # TL;DR posts, 1024 tokens, no gold judge
         config.rl.reward = "reward_model:"  # set: append the distilled RLAIF reward model's workdir
-        config.rl.gold_reward = ""  # no gold judge: held-out evaluation by the trained reward (named in results)
-        config.rl.use_chat_template = False  # 'SUBREDDIT: ... TL;DR:' plain text (PaLM 2 is not a chat model)
-        config.rl.max_prompt_length = 1024  # App. G: max input length
-        config.rl.eval_prompts = 2000  # held-out posts scored at start and end (ours; the paper's win rates use 2k+)
         config.rl.kl_coef = 0.05  # App. G: β
         config.rl.temperature = 0.9  # App. G: sampling temperature for exploration
         config.rl.prompts_per_rollout = 128  # App. G: batch size

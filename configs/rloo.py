@@ -19,12 +19,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     if arg == "paper":
         # None of the five papers uses RLOO; these are RLAIF's App. G settings with k = 4 (Ahmadian et al. 2024).
         config.model.name = ""  # set: path of the SFT policy
-        config.rl.prompts = config_defaults.prompts("tldr")  # Reddit TL;DR posts (CarperAI split: train / valid)
+        config_defaults.rlaif_tldr_rl(config.rl)  # TL;DR posts, 1024 tokens, no gold judge
         config.rl.reward = "reward_model:"  # set: append the distilled RLAIF reward model's workdir
-        config.rl.gold_reward = ""  # no gold judge: held-out evaluation by the trained reward (named in results)
-        config.rl.use_chat_template = False  # 'SUBREDDIT: ... TL;DR:' plain text (PaLM 2 is not a chat model)
-        config.rl.max_prompt_length = 1024  # App. G: max input length
-        config.rl.eval_prompts = 2000  # held-out posts scored at start and end (ours; the paper's win rates use 2k+)
         config.rl.kl_coef = 0.05  # RLAIF App. G β
         config.rl.temperature = 0.9  # RLAIF App. G
         config.rl.samples_per_prompt = 4  # Ahmadian et al. 2024 use k in {2, 4}

@@ -128,6 +128,16 @@ def rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
     )
 
 
+def rlaif_tldr_rl(rl: ml_collections.ConfigDict) -> None:
+    """Sets `config.rl` to RLAIF's summarisation RL task (App. G): TL;DR posts, 1024-token inputs, plain text
+    (PaLM 2 is not a chat model), no gold judge (the held-out evaluation is scored by the trained-on reward)."""
+    rl.prompts = prompts("tldr")  # Reddit TL;DR posts (CarperAI split: train / valid)
+    rl.gold_reward = ""  # no gold judge: held-out evaluation by the trained-on reward (named in results)
+    rl.use_chat_template = False  # 'SUBREDDIT: ... TL;DR:' plain text
+    rl.max_prompt_length = 1024  # App. G: max input length
+    rl.eval_prompts = 2000  # held-out posts scored at start and end (ours; the paper's win rates use ~2k)
+
+
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 

@@ -106,7 +106,7 @@ def test_done_stages_are_skipped_interrupted_ones_resumed_and_changed_ones_refus
 
 
 def test_every_chain_config_passes_its_checks():
-    for arg in ("tiny", "smollm2"):
+    for arg in ("tiny", "smollm2", "table1", "table1_tiny"):
         config = config_defaults.load_config_file("rlaif", arg)
         chain.check_chain(config)
         assert config.stages.rm.loss.type == "soft_label"
@@ -166,3 +166,37 @@ def test_samples_pairs_and_rankings_leave_out_what_cannot_be_labelled():
         {"prompt": "p0", "responses": ["b", "a"], "rewards": [1.0, 0.5]},
         {"prompt": "p1", "responses": ["x", "same"], "rewards": [0.9, 0.2]},
     ]  # p2: only one non-empty distinct reward; p3: all tied
+
+
+def test_win_rate_table_has_a_row_per_comparison_and_a_column_per_judge():
+    from rlaif_jax.evaluation.chain_report import win_rate_table
+
+    def result(a, b, judge, rate):
+        return {"policy_a": a, "policy_b": b, "judge": judge, "win_rate": rate, "ci_low": rate - 0.1, "ci_high": rate}
+
+    table = win_rate_table(
+        [
+            result("RLAIF", "SFT", "gold:toy", 0.7),
+            result("RLAIF", "SFT", "ai:tiny", 0.5),
+            result("RLHF", "SFT", "gold:toy", 0.8),
+        ]
+    )
+    assert table.splitlines()[0] == "| comparison | gold:toy judge | ai:tiny judge |"
+    assert "| RLAIF vs SFT | 0.70 [0.60, 0.70] | 0.50 [0.40, 0.50] |" in table
+    assert "| RLHF vs SFT | 0.80 [0.70, 0.80] |  |" in table
+
+
+@pytest.mark.slow
+def test_table1_tiny_compares_rlaif_rlhf_and_sft_under_both_judges(tmp_path, record_diff):
+    config = config_defaults.load_config_file("rlaif", "table1_tiny")
+    results = pipelines.run(config, str(tmp_path))
+    report = (tmp_path / "report.md").read_text()
+    for row in ("| RLAIF vs SFT |", "| RLHF vs SFT |", "| RLAIF vs RLHF |"):
+        assert row in report
+    # RLHF's reward model learns the gold labels of the pairs, so its policy beats SFT under the gold judge.
+    rlhf = results["rl_gold"]
+    gain = record_diff(
+        "table1 tiny: RLHF gold gain", rlhf["end"]["gold_reward"] - rlhf["start"]["gold_reward"], 0.1, ">"
+    )
+    assert gain > 0.1, rlhf
+    assert record_diff("table1 tiny: RLHF vs SFT, gold", results["rlhf_vs_sft_gold"]["win_rate"], 0.5, ">") > 0.5

@@ -75,6 +75,19 @@ def headline(job: str, results) -> str:
     return ", ".join(f"{k} {_fmt(v)}" for k, v in results.items() if isinstance(v, float))
 
 
+def win_rate_table(win_rates) -> str:
+    """One row per comparison 'A vs B', one column per judge: 'win rate [low, high]' (RLAIF Table 1's layout)."""
+    cells: dict[str, dict[str, str]] = {}
+    for r in win_rates:
+        if not isinstance(r, Mapping):
+            continue
+        row = cells.setdefault(f"{r['policy_a']} vs {r['policy_b']}", {})
+        row[f"{r['judge']} judge"] = (
+            f"{_fmt(r['win_rate'], 2)} [{_fmt(r.get('ci_low'), 2)}, {_fmt(r.get('ci_high'), 2)}]"
+        )
+    return markdown_table([{"comparison": name, **row} for name, row in cells.items()])
+
+
 def _rl_curves(metrics: list[dict]):
     steps = [row["step"] for row in metrics]
 
@@ -123,7 +136,11 @@ def write_chain_report(config, workdir: str, results: Mapping, seconds: Mapping)
     lines = [f"# {config.chain.get('title', 'chain')}", ""]
     if config.chain.get("description"):
         lines += [config.chain.description, ""]
-    lines += [markdown_table(rows), "## Plots", ""]
+    lines += [markdown_table(rows)]
+    table = win_rate_table([results[n] for n in config.chain.order if config.stages[n].job == "win_rate"])
+    if table:
+        lines += ["## Win rates (both orders; 95% bootstrap CI)", "", table]
+    lines += ["## Plots", ""]
     lines += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots] or ["(none)"]
     lines += ["", "## Reproduce a stage", "", "```"] + commands + ["```", ""]
     notes = [note for note in config.chain.get("notes", ()) if note]
