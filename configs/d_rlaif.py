@@ -1,18 +1,22 @@
-"""Direct RLAIF (d-RLAIF, Lee et al. 2023 §2.2.2, §4.3): RL whose reward is an LLM's 1-10 score of each response,
-with no reward model: REINFORCE with a value baseline (App. F) on r = (s - 5.5) / 4.5, s = sum_i i * P(score i).
+"""Direct RLAIF (d-RLAIF, Lee et al. 2023 §2.2.2, §4.3) as one chain: SFT -> REINFORCE with a value baseline
+(App. F) whose reward is an LLM's 1-10 score of each response, r = (s - 5.5) / 4.5 with s = sum_i i * P(score i),
+and no reward model -> win rate of the RL policy against SFT.
 
-    python -m rlaif_jax.main --config=configs/d_rlaif.py:tiny --workdir=/tmp/d_rlaif_tiny        # toy task, wiring only
-    python -m rlaif_jax.main --config=configs/d_rlaif.py:smollm2 --workdir=/tmp/d_rlaif_sent     # sentiment, ~30 min
+    python -m rlaif_jax.main --config=configs/d_rlaif.py:tiny --workdir=/tmp/d_rlaif_tiny        # toy, wiring only
+    python -m rlaif_jax.main --config=configs/d_rlaif.py:smollm2 --workdir=/tmp/d_rlaif_sent     # sentiment
 
-`config.rl.reward = "d_rlaif:[TEMPLATE:]MODEL"` picks the score prompt (rlaif_jax/feedback/templates.py:
-'summarize' is App. D's; 'helpful' and 'sentiment' are ours) and the labeler (any `models.load` path or alias;
-'tiny' = a random-init tiny model). `tiny` first fine-tunes on toy demonstrations (WORKDIR/sft) and then trains on a
-RANDOM labeler's scores: it exercises the wiring and its gold reward is not expected to improve. `smollm2` trains
-SmolLM2-135M-Instruct on its own sentiment scores (labeler = the initial policy, as in the v3 "strict
-self-improvement" setting); WORKDIR/eval_start.json / eval_end.json hold the gold VADER sentiment and KL before and
-after. The RL run was not measured; the 135M labeler as a judge was: on the 64 x 4 SmolLM2 reviews of
-configs/dpo.py:smollm2 its 'sentiment' scores sit at s = 5.8 +- 0.3 and order the 95 untied same-prompt pairs as
-VADER does 54% of the time (chance), so expect little gold gain from it: use a larger labeler.
+The RL stage's `rl.reward = "d_rlaif:[TEMPLATE:]MODEL"` picks the score prompt (rlaif_jax/feedback/templates.py:
+'summarize' is App. D's; 'helpful' and 'sentiment' are ours) and the labeler (a `models.load` path, alias,
+`@stage/hf_model`, or 'tiny' = a random-init tiny model). `tiny` trains on a RANDOM labeler's scores: it exercises
+the wiring (SFT -> RL on d-RLAIF rewards -> win rate and report) and its gold reward is not expected to rise. A tiny
+labeler taught the toy score prompt was tried and could not tell SFT-like responses apart (2-layer byte model, 600
+steps on gold scores of 6-letter responses: score std 0.0015, correlation with gold -0.09), so no gold rise is
+claimed at this size.
+`smollm2` trains SmolLM2-135M-Instruct on its own sentiment scores (labeler = the initial policy, as in the v3
+"strict self-improvement" setting), judged by VADER. The 135M labeler was measured as a judge: on the 64 x 4
+SmolLM2 reviews of configs/dpo.py:smollm2 its 'sentiment' scores sit at s = 5.8 +- 0.3 and order the 95 untied
+same-prompt pairs as VADER does 54% of the time (chance), so expect little gold gain from it.
+`paper` is §4.3: the TL;DR SFT policy (PaLM 2 XS) scored by an instruction-tuned PaLM 2 XS; set `config.paths`.
 The exact map from s to [-1, 1] is not in the paper: (s - 5.5) / 4.5 is our choice (UNVERIFIED).
 """
 
@@ -21,26 +25,78 @@ import ml_collections
 from rlaif_jax import config_defaults
 
 
-def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    """arg: 'tiny' (toy task, random labeler), 'smollm2' (sentiment, SmolLM2 scores itself) or 'paper' (§4.3)."""
-    config = config_defaults.online_rl(arg, "reinforce")  # job, model, mesh, rl, train, optimizer, checkpoint, sft
-    if arg == "tiny":
-        config.rl.reward = "d_rlaif:helpful:tiny"  # d-RLAIF score from a random-init tiny labeler (wiring test)
+def _local_stages(arg: str) -> tuple[tuple[str, ...], ml_collections.ConfigDict]:
+    tiny = arg == "tiny"
+    load = config_defaults.load_config_file
+    stages = ml_collections.ConfigDict()
+    policy = "@sft/hf_model" if tiny else "smollm2-135m-instruct"
+    if tiny:
+        stages.sft = load("sft", "tiny")
+        stages.sft.export_hf = True
+    stages.rl = load("reinforce", arg)
+    stages.rl.model.name = policy
+    stages.rl.sft_first = False
+    stages.rl.export_hf = True
+    if tiny:
+        stages.rl.rl.reward = "d_rlaif:helpful:tiny"  # a random-init labeler: the wiring, not the method
+        stages.rl.train.num_steps = 20
     else:
-        config.rl.reward = "d_rlaif:sentiment:smollm2-135m-instruct"  # SmolLM2 rates how positive each review is
+        stages.rl.rl.reward = "d_rlaif:sentiment:smollm2-135m-instruct"  # SmolLM2 rates how positive each review is
+        stages.rl.train.num_steps = 6
+        stages.rl.rl.eval_prompts = 16
+    stages.win_rate_gold = config_defaults.win_rate_stage(
+        "tiny" if tiny else "smollm2", ("@rl/hf_model", "d-RLAIF"), (policy, "SFT"), "gold"
+    )
+    order = ("sft", "rl", "win_rate_gold") if tiny else ("rl", "win_rate_gold")
+    return order, stages
+
+
+def _paper_stages(paths: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """§4.3 / App. D, G: the TL;DR SFT policy, REINFORCE on d-RLAIF scores of an instruction-tuned PaLM 2 XS."""
+    load = config_defaults.load_config_file
+    rlaif = load("rlaif", "paper_tldr")  # the same SFT stage as RLAIF's TL;DR run
+    stages = ml_collections.ConfigDict()
+    stages.sft = rlaif.stages.sft
+    stages.sft.model.name = paths.get_ref("base")
+    stages.rl = rlaif.stages.rl  # reinforce.py:paper: App. F/G REINFORCE, β 0.05, T 0.9, batch 128, LR 1e-5
+    stages.rl.rl.reward = "d_rlaif:summarize:" + paths.get_ref("labeler")  # App. D's score prompt
+    # d-RLAIF's own β, LR and epochs are not stated in v2: App. G's RLAIF values are kept (UNVERIFIED).
+    stages.win_rate_ai = rlaif.stages.win_rate_ai
+    stages.win_rate_ai.policy_a.label = "d-RLAIF"
+    stages.win_rate_ai.judge.model.name = paths.get_ref("judge")
+    return stages
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    """arg: 'tiny' (toy task, a random labeler: the wiring), 'smollm2' (sentiment, SmolLM2 scores itself)
+    or 'paper' (§4.3, TL;DR)."""
+    if arg not in ("tiny", "smollm2", "paper"):
+        raise ValueError(f"unknown argument {arg!r}; expected 'tiny', 'smollm2' or 'paper'")
+    config = ml_collections.ConfigDict()
+    config.job = "chain"  # rlaif_jax/pipelines/chain.py
     if arg == "paper":
-        # RLAIF §4.3 / App. D: an instruction-tuned PaLM 2 XS scores TL;DR summaries 1-10; not public: set the paths.
-        config.model.name = ""  # set: path of the SFT policy (PaLM 2 XS fine-tuned on TL;DR in the paper)
-        config.rl.reward = "d_rlaif:summarize:"  # set: append the labeler path (instruction-tuned PaLM 2 XS, §4.3)
-        config_defaults.rlaif_tldr_rl(config.rl)  # TL;DR posts, 1024 tokens, no gold judge
-        config.rl.kl_coef = 0.05  # App. G β; d-RLAIF's own β is not stated in v2 (UNVERIFIED)
-        config.rl.temperature = 0.9  # App. G: sampling temperature for exploration
-        config.rl.prompts_per_rollout = 128  # App. G: batch size
-        config.rl.minibatch_size = 128  # App. G: batch size
-        config.rl.epochs = 1  # one gradient step per batch (App. F does not reuse samples)
-        config.rl.baseline = "per_token"  # App. F: V(X_t) at every response state
-        config.rl.max_new_tokens = 128  # App. G: max target length (summarisation)
-        config.optimizer.learning_rate = 1e-5  # App. G; d-RLAIF's own LR is not stated in v2 (UNVERIFIED)
-        config.optimizer.name = "adamw"  # App. G says Adafactor for SFT/RM; the RL optimizer is UNVERIFIED
-        config.train.num_steps = 8 * 123_000 // 128  # App. G: 8 epochs over ~123k TL;DR posts (UNVERIFIED for d-RLAIF)
+        config.paths = ml_collections.ConfigDict(
+            dict(
+                base="",  # set: the pretrained policy fine-tuned on TL;DR (PaLM 2 XS; not public)
+                labeler="",  # set: the d-RLAIF scorer (instruction-tuned PaLM 2 XS, §4.3)
+                judge="",  # set: the win-rate judge (an AI labeler in place of the paper's human raters)
+            )
+        )
+        order, stages = ("sft", "rl", "win_rate_ai"), _paper_stages(config.paths)
+    else:
+        order, stages = _local_stages(arg)
+    config.chain = ml_collections.ConfigDict(
+        dict(
+            title=f"d-RLAIF ({arg}): SFT -> REINFORCE on LLM 1-10 scores -> win rate vs SFT",
+            order=order,
+            notes=(
+                "tiny: the labeler is a random-init model, so its scores are noise; the chain checks the wiring."
+                if arg == "tiny"
+                else "smollm2: SmolLM2-135M-Instruct scores its own reviews; as a judge it was measured near chance."
+                if arg == "smollm2"
+                else "Lee et al. 2023 §4.3; d-RLAIF's own RL settings are not in v2 (UNVERIFIED).",
+            ),
+        )
+    )
+    config.stages = stages
     return config

@@ -41,6 +41,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             eval_fraction=0.05,  # share of train_file held out when eval_file is ''
             train_split="train",  # split of a hub dataset or local directory
             eval_split="validation",  # split read from eval_file ('test' for hh_rlhf)
+            eval_source="",  # source of eval_file when it differs from `source` (AI-label train, human eval)
+            data_dir="",  # hh_rlhf on the hub: subset ('helpful-base', 'harmless-base'); '' = all
             demonstrations_file="",  # JSONL prompt/response whose mean reward is the bias; '' = chosen responses
             max_length=20 if tiny else 512,  # tokens per response sequence (prompt + response + EOS)
             use_chat_template=arg == "smollm2",  # wrap prompts in the tokenizer's chat template

@@ -36,6 +36,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             source="toy" if tiny else "jsonl",  # 'toy', 'jsonl', 'summarize_from_feedback' or 'hh_rlhf'
             input_file="",  # pairwise JSONL (prompt|context, chosen/rejected | response_a/response_b[, task]) or hub id
             split="train",  # split of a hub dataset or local directory
+            data_dir="",  # hh_rlhf on the hub: subset ('helpful-base', 'harmless-base'); '' = all
             output_file="",  # where the labels go; '' = WORKDIR/ai_labels.jsonl
             # Task of rows without a "task" column: 'summarize', 'helpful' or 'harmless' (tiny: the short helpful
             # prompt, which fits the tiny model's 512-byte context).

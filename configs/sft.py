@@ -24,7 +24,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.mesh = config_defaults.mesh()
     config.data = ml_collections.ConfigDict(
         dict(
-            train_file="toy" if arg == "tiny" else "",  # JSONL with prompt/response columns, 'toy' or 'reviews'
+            train_file="toy" if arg == "tiny" else "",  # JSONL of prompt/response, 'toy', 'reviews' or 'tldr'
+            dataset_path="",  # train_file 'tldr': '' = the hub's CarperAI/openai_summarize_tldr, or a local copy
+            split="train",  # train_file 'tldr': the split to train on
             prompt_field="prompt",  # column holding the prompt text
             response_field="response",  # column holding the demonstration
             max_length=32 if arg == "tiny" else 512,  # tokens per example (prompt + response + EOS)

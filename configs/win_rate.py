@@ -49,7 +49,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.job = "win_rate"  # pipeline in rlaif_jax/pipelines
     config.seed = 0  # sampling rng = fold_in(key(seed), policy index, batch start); bootstrap seed
     config.mesh = config_defaults.mesh()
-    config.task = "toy" if tiny else "sentiment"  # held-out prompts: 'toy', 'sentiment' or 'reviews'
+    config.prompts = config_defaults.prompts("toy" if tiny else "sentiment")  # held-out prompts (data/prompts.py)
     config.prompts_file = ""  # a .txt / .jsonl ("prompt") of held-out prompts; overrides task
     config.num_prompts = 64 if tiny else 32  # first this many held-out prompts; 0 = all
     config.use_chat_template = not tiny  # prompts as a chat user turn
@@ -75,6 +75,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             cot=False,  # AI judge: two-step chain of thought (RLAIF §2.1.2)
             use_chat_template=False,  # AI judge: labeling prompt as a chat user turn
             batch_size=8,  # AI judge: sequences per forward pass
+        )
+    )
+    config.harmless = ml_collections.ConfigDict(
+        dict(
+            judge="",  # harmless rate of each policy (§2.3): '' = off, 'ai' (judge.model rates each response), 'gold'
+            threshold=0.5,  # harmless when P(harmless) ('ai') or the gold reward ('gold') exceeds this
         )
     )
     config.eval = ml_collections.ConfigDict(

@@ -18,6 +18,7 @@ def mesh() -> ml_collections.ConfigDict:
             data=1,  # pure data parallelism (replicated params)
             fsdp=-1,  # data parallelism with params sharded along `embed` (ZeRO-3 style)
             tensor=1,  # Megatron-style tensor parallelism over heads / mlp / vocab
+            num_devices=0,  # devices the mesh spans: 0 = all, N = the first N (one process: a job on part of a host)
             rules=[list(rule) for rule in sharding.DEFAULT_RULES],  # (logical axis, mesh axes)
         )
     )
@@ -150,6 +151,22 @@ def load_config_file(name: str, arg: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
+
+
+def win_rate_stage(size: str, policy_a, policy_b, judge: str) -> ml_collections.ConfigDict:
+    """A chain's win-rate stage (configs/win_rate.py at `size`): policy_a = (model, label) against policy_b, both
+    sampled at T = 1, judged by the gold judge ('gold') or by the AI labeler with the 'helpful' template ('ai');
+    32 held-out prompts at the smollm2 size."""
+    stage = load_config_file("win_rate", size)
+    stage.policy_a.model.name, stage.policy_a.label = policy_a
+    stage.policy_b.model.name, stage.policy_b.label = policy_b
+    stage.policy_a.temperature = stage.policy_b.temperature = 1.0
+    stage.judge.kind = judge
+    if judge == "ai":
+        stage.judge.template = "helpful"
+    if size != "tiny":
+        stage.num_prompts = 32
+    return stage
 
 
 def online_rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:

@@ -68,8 +68,17 @@ def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices: Sequence[
 
 
 def mesh_from_config(mesh_config) -> Mesh:
-    """Builds the mesh of `config.mesh` (fields data, fsdp, tensor)."""
-    return make_mesh(data=mesh_config.data, fsdp=mesh_config.fsdp, tensor=mesh_config.tensor)
+    """Builds the mesh of `config.mesh` (fields data, fsdp, tensor; num_devices: 0 = every device, N = the first
+    N, in one process only)."""
+    num_devices = mesh_config.get("num_devices", 0)
+    devices = None
+    if num_devices:
+        if jax.process_count() > 1:
+            raise ValueError(f"config.mesh.num_devices={num_devices}: only for one process; use 0 on several hosts")
+        if not 0 < num_devices <= jax.device_count():
+            raise ValueError(f"config.mesh.num_devices={num_devices}; this process has {jax.device_count()} devices")
+        devices = jax.devices()[:num_devices]
+    return make_mesh(data=mesh_config.data, fsdp=mesh_config.fsdp, tensor=mesh_config.tensor, devices=devices)
 
 
 @contextlib.contextmanager

@@ -4,6 +4,14 @@ import os
 
 # Must happen before anything imports jax: gives the sharding tests 8 host "devices" on a CPU-only machine.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# XLA:CPU compiles dominate the tiny-model tests and many tests compile the same programs: share executables
+# through JAX's persistent cache, in a fresh directory per session (nothing carries over between runs).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="rlaif_jax_test_xla_cache_")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 import importlib.util  # noqa: E402
 

@@ -105,12 +105,25 @@ def test_done_stages_are_skipped_interrupted_ones_resumed_and_changed_ones_refus
     assert (tmp_path / "rl" / chain.STAGE_DONE_FILE).read_text() == before
 
 
-def test_every_chain_config_passes_its_checks():
-    for arg in ("tiny", "smollm2", "table1", "table1_tiny"):
-        config = config_defaults.load_config_file("rlaif", arg)
-        chain.check_chain(config)
+CHAINS = {
+    "rlaif": ("tiny", "smollm2", "table1", "table1_tiny", "paper", "paper_tldr", "paper_helpful", "paper_harmless"),
+    "d_rlaif": ("tiny", "smollm2", "paper"),
+    "instructgpt": ("tiny", "paper"),
+}
+
+
+@pytest.mark.parametrize("name,arg", [(name, arg) for name, args in CHAINS.items() for arg in args])
+def test_every_chain_config_passes_its_checks(name, arg):
+    config = config_defaults.load_config_file(name, arg)
+    chain.check_chain(config)
+    rl = config.stages.rl.rl
+    assert rl.algorithm == ("ppo" if name == "instructgpt" else "reinforce")
+    if name == "rlaif":
         assert config.stages.rm.loss.type == "soft_label"
-        assert config.stages.rl.rl.algorithm == "reinforce"
+    if name == "d_rlaif":
+        assert rl.reward.startswith("d_rlaif:")
+    if arg.startswith("paper"):
+        assert rl.prompts.task in ("tldr", "hh_rlhf")
 
 
 @pytest.mark.slow
@@ -200,3 +213,20 @@ def test_table1_tiny_compares_rlaif_rlhf_and_sft_under_both_judges(tmp_path, rec
     )
     assert gain > 0.1, rlhf
     assert record_diff("table1 tiny: RLHF vs SFT, gold", results["rlhf_vs_sft_gold"]["win_rate"], 0.5, ">") > 0.5
+
+
+def test_a_model_config_read_back_from_json_still_samples():
+    """A stage's config.json (what configs/from_json.py re-runs) holds lists where configs hold tuples; the model
+    built from it must stay hashable for the sampler's jit (found reproducing a CoT win-rate stage)."""
+    import jax
+
+    from rlaif_jax import models, sampling
+    from rlaif_jax.models.byte_tokenizer import byte_tokenizer
+
+    tiny = json.loads(json.dumps(config_defaults.model("tiny").tiny.to_dict()))
+    assert isinstance(tiny["eos_token_ids"], list)
+    config = models.ModelConfig(**tiny)
+    assert config.eos_token_ids == (258,)
+    lm = models.init_random(config, seed=0, tokenizer=byte_tokenizer())
+    result = sampling.generate(lm, [[257, 104, 105]], max_new_tokens=3, temperature=0.0, rng=jax.random.key(0))
+    assert len(result.texts) == 1

@@ -197,3 +197,20 @@ LOADERS = {
     "summarize_from_feedback": load_summarize_comparisons,
     "hh_rlhf": load_hh_rlhf,
 }  # source name in config.data.source -> pairwise loader
+
+
+def load_pairs(source: str, path: str, split: str, *, data_dir: str = "") -> list[dict]:
+    """Pairwise rows of a `LOADERS` source from `path` (hub id or local copy); `data_dir` picks an hh_rlhf subset
+    ('helpful-base', 'harmless-base'): on the hub, or PATH/DATA_DIR of a local copy of the hub's layout."""
+    if source not in LOADERS:
+        raise ValueError(f"unknown preference dataset {source!r}; expected one of {sorted(LOADERS)}")
+    if data_dir and source != "hh_rlhf":
+        raise ValueError(f"data_dir={data_dir!r} is only for source 'hh_rlhf', not {source!r}")
+    if not data_dir:
+        return LOADERS[source](path, split)
+    if os.path.isdir(path):
+        subset = os.path.join(path, data_dir)
+        if not os.path.isdir(subset):
+            raise FileNotFoundError(f"data_dir={data_dir!r}: no directory {subset}")
+        return load_hh_rlhf(subset, split)
+    return load_hh_rlhf(path, split, data_dir=data_dir)

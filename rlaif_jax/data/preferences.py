@@ -62,14 +62,20 @@ def _check_number(row: dict, field: str, default: float, low: float = -math.inf,
     return float(value)
 
 
-def read_pairwise_jsonl(path: str) -> list[dict[str, Any]]:
+def read_pairwise_jsonl(path: str, *, require_preference: bool = False) -> list[dict[str, Any]]:
     """Pairwise rows of a JSONL file, each with 'preference' and 'margin' filled in (defaults 1.0 and 0.0).
 
+    require_preference: soft labels are trained on, so a row without 'preference' is an error, not 1.0.
     Raises ValueError naming `path:line` and the column at fault (missing or empty prompt/chosen/rejected, a
-    preference outside [0, 1], a non-numeric margin).
+    preference outside [0, 1] or missing where required, a non-numeric margin).
     """
     rows = read_jsonl(path, PAIRWISE_FIELDS)
     for row in rows:
+        if require_preference and "preference" not in row:
+            raise ValueError(
+                f"{row['_source']}: missing column 'preference' (soft labels need P(chosen preferred) on every row; "
+                f"the row has {sorted(set(row) - {'_source'})})"
+            )
         row["preference"] = _check_number(row, "preference", 1.0, 0.0, 1.0)
         row["margin"] = _check_number(row, "margin", 0.0)
     return rows

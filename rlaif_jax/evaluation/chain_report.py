@@ -58,11 +58,17 @@ def headline(job: str, results) -> str:
             f"KL to start {_fmt(end.get('kl'), 2)} nats/seq"
         )
     if job == "win_rate":
-        return (
+        text = (
             f"{results['policy_a']} vs {results['policy_b']} ({results['judge']} judge): win rate "
             f"{_fmt(results['win_rate'])} [{_fmt(results.get('ci_low'))}, {_fmt(results.get('ci_high'))}], "
             f"{results['wins']}/{results['ties']}/{results['losses']} W/T/L"
         )
+        for label, rate in results.get("harmless_rate", {}).items():
+            text += (
+                f"; harmless rate {label} {_fmt(rate['harmless_rate'])} "
+                f"[{_fmt(rate.get('ci_low'))}, {_fmt(rate.get('ci_high'))}]"
+            )
+        return text
     if job == "reward_model":
         return f"held-out accuracy {_fmt(results.get('eval_accuracy'))}, loss {_fmt(results.get('eval_loss'))}"
     if job == "samples":

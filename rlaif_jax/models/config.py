@@ -53,6 +53,8 @@ class ModelConfig:
     scalar_head: bool = False  # adds a [hidden] -> 1 head for values / rewards
 
     def __post_init__(self):
+        # A config read back from JSON (a stage's config.json) holds lists; the module must stay hashable.
+        object.__setattr__(self, "eos_token_ids", tuple(int(i) for i in self.eos_token_ids))
         parse_dtype(self.dtype, key="dtype")
         parse_dtype(self.param_dtype, key="param_dtype")
         if self.remat not in REMAT_POLICIES:

@@ -80,7 +80,9 @@ def load_rows(data_config) -> list[dict]:
     elif data_config.source == "jsonl":
         raw = read_jsonl(data_config.input_file)
     else:
-        raw = hf_datasets.LOADERS[data_config.source](data_config.input_file, data_config.split)
+        raw = hf_datasets.load_pairs(
+            data_config.source, data_config.input_file, data_config.split, data_dir=data_config.get("data_dir", "")
+        )
     return [normalize_row(row, data_config.task) for row in raw]
 
 

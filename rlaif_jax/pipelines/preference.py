@@ -187,11 +187,9 @@ def _source_rows(config, workdir: str, policy, rng) -> list[dict]:
     if data.source == "jsonl":
         if not data.train_file:
             raise ValueError("config.data.train_file is not set (source 'jsonl')")
-        return (
-            preferences.read_ranked_jsonl(data.train_file)
-            if ranked
-            else preferences.read_pairwise_jsonl(data.train_file)
-        )
+        if ranked:
+            return preferences.read_ranked_jsonl(data.train_file)
+        return preferences.read_pairwise_jsonl(data.train_file, require_preference=data.labels == "soft")
     rows = sampled_rows(config, load_samples(config, workdir, policy, rng))
     if not rows:
         raise ValueError(f"no preference pairs: every prompt's {data.samples_per_prompt} samples tied in reward")

@@ -34,13 +34,17 @@ def _as_rankings(rows: list[dict]) -> list[dict]:
     return [row if "responses" in row else {**row, "responses": [row["chosen"], row["rejected"]]} for row in rows]
 
 
-def load_preference_rows(data_config, split: str, *, ranked: bool) -> list[dict]:
-    """Rows of `config.data` for split 'train' or 'eval' ('eval' with no eval_file: see `split_held_out`).
+def load_preference_rows(data_config, split: str, *, ranked: bool, soft_labels: bool = False) -> list[dict]:
+    """Rows of `config.data` for split 'train' or 'eval' ('eval' with no eval_file: see `split_held_out`);
+    `soft_labels` (loss 'soft_label'): every training JSONL row must have its 'preference'. The eval split reads
+    `config.data.eval_source` when set (an RM trained on AI labels, scored on held-out human ones: RLAIF App. H).
 
     source 'toy': toy pairs / rankings (data/preferences.py), 'eval' from another seed; 'jsonl': pairwise or, when
     `ranked`, ranked JSONL rows; 'summarize_from_feedback' / 'hh_rlhf': the published datasets (data/hf_datasets.py).
     """
     source = data_config.source
+    if split == "eval" and data_config.get("eval_source", ""):
+        source = data_config.eval_source
     if source not in SOURCES:
         raise ValueError(f"config.data.source={source!r}; expected one of {SOURCES}")
     if source == "toy":
@@ -55,9 +59,11 @@ def load_preference_rows(data_config, split: str, *, ranked: bool) -> list[dict]
     if not path:
         raise ValueError(f"config.data.{split}_file is not set (source {source!r})")
     if source == "jsonl":
-        return preferences.read_ranked_jsonl(path) if ranked else preferences.read_pairwise_jsonl(path)
+        if ranked:
+            return preferences.read_ranked_jsonl(path)
+        return preferences.read_pairwise_jsonl(path, require_preference=soft_labels and split == "train")
     hf_split = data_config.train_split if split == "train" else data_config.eval_split
-    rows = hf_datasets.LOADERS[source](path, hf_split)
+    rows = hf_datasets.load_pairs(source, path, hf_split, data_dir=data_config.get("data_dir", ""))
     return _as_rankings(rows) if ranked else rows
 
 
@@ -70,11 +76,11 @@ def split_held_out(rows: list[dict], fraction: float, seed: int) -> tuple[list[d
     return [rows[i] for i in order[:-num_held_out]], [rows[i] for i in order[-num_held_out:]]
 
 
-def load_preference_examples(data_config, tokenizer, *, ranked: bool):
-    """(train, eval) PreferenceExamples of `config.data`."""
-    train_rows = load_preference_rows(data_config, "train", ranked=ranked)
+def load_preference_examples(data_config, tokenizer, *, ranked: bool, soft_labels: bool = False):
+    """(train, eval) PreferenceExamples of `config.data` (`soft_labels`: see `load_preference_rows`)."""
+    train_rows = load_preference_rows(data_config, "train", ranked=ranked, soft_labels=soft_labels)
     if data_config.source == "toy" or data_config.eval_file:
-        eval_rows = load_preference_rows(data_config, "eval", ranked=ranked)
+        eval_rows = load_preference_rows(data_config, "eval", ranked=ranked, soft_labels=soft_labels)
     else:
         num_rows = len(train_rows)
         train_rows, eval_rows = split_held_out(train_rows, data_config.eval_fraction, data_config.seed)
@@ -172,7 +178,9 @@ def run(config, workdir: str) -> dict:
     model_config = ml_collections.ConfigDict(config.model.to_dict())
     model_config.scalar_head = True  # a pretrained LM gets a zero-initialised head (models.load)
     lm = build_model(model_config, mesh, rules)
-    examples, eval_examples = load_preference_examples(config.data, lm.tokenizer, ranked=ranked)
+    examples, eval_examples = load_preference_examples(
+        config.data, lm.tokenizer, ranked=ranked, soft_labels=loss_type == "soft_label"
+    )
     train = config.train
     num_steps = train.num_steps or train.num_epochs * max(len(examples) // train.batch_size, 1)
     if num_steps <= 0:

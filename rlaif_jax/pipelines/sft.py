@@ -6,6 +6,7 @@ import os
 
 from rlaif_jax import models, sharding
 from rlaif_jax import workdir as run_dir
+from rlaif_jax.data import hf_datasets
 from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.sentiment import review_rows
 from rlaif_jax.data.sft import TokenizedExamples, tokenize_prompt_response
@@ -16,8 +17,15 @@ from rlaif_jax.train.loop import fit
 
 
 def load_sft_examples(data_config, tokenizer) -> TokenizedExamples:
-    """`config.data.train_file` (JSONL with prompt/response columns), 'toy' (the toy letters task) or 'reviews' (the
-    tiny sentiment task's demonstrations)."""
+    """`config.data.train_file` (JSONL with prompt/response columns), 'toy' (the toy letters task), 'reviews' (the
+    tiny sentiment task's demonstrations) or 'tldr' (CarperAI's TL;DR SFT split `config.data.split` from
+    `config.data.dataset_path`: '' = the hub, or a local copy)."""
+    if data_config.train_file == "tldr":
+        path = data_config.get("dataset_path", "") or hf_datasets.TLDR_SFT
+        rows = hf_datasets.load_tldr_sft(path, data_config.get("split", "train"))
+        return tokenize_prompt_response(
+            rows, tokenizer, max_length=data_config.max_length, use_chat_template=data_config.use_chat_template
+        )
     if data_config.train_file == "toy":
         rows = toy_rows(data_config.toy_num_rows, seed=data_config.seed, noise=data_config.toy_noise)
     elif data_config.train_file == "reviews":

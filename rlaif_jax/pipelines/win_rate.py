@@ -8,6 +8,7 @@ a judge gives P(A preferred) with A shown first and with A shown second -> win r
 
 Judges: 'gold' (a programmatic reward: P(A) = 1 if gold(A) > gold(B), 0.5 if equal, else 0, the same in both
 orders) or 'ai' (the RLAIF labeler of `rlaif_jax.feedback.labeler`, both orders scored; adapted below).
+With `config.harmless.judge` ('ai' or 'gold') the results also hold each policy's harmless rate (§2.3).
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ EXAMPLES_FILE = "win_rate_examples.jsonl"
 
 
 def held_out_prompts(config) -> list[str]:
-    """`config.prompts_file` (.txt / .jsonl with "prompt") or the held-out prompts of `config.task`, cut to the
-    first `config.num_prompts` (0 = all)."""
+    """`config.prompts_file` (.txt / .jsonl with "prompt") or the held-out prompts of the source `config.prompts`
+    (data/prompts.py: a local task, TL;DR posts, HH dialogues, a JSONL column), cut to the first
+    `config.num_prompts` (0 = all)."""
     if config.prompts_file:
         prompts = read_prompts(config.prompts_file)
     else:
-        prompts = prompt_data.load_prompts(config.task, "held_out", config.seed)
+        prompts = prompt_data.load_prompts(config.prompts, "held_out", config.seed)
     return prompts[: config.num_prompts] if config.num_prompts else prompts
 
 
@@ -87,7 +89,7 @@ def policy_completions(
         prompts,
         use_chat_template=config.use_chat_template,
         max_prompt_length=config.max_prompt_length,
-        source=config.prompts_file or config.task,
+        source=config.prompts_file or f"config.prompts ({config.prompts.task}, held out)",
     )
     completions: list[str] = []
     for start in range(0, len(prompts), config.batch_size):
@@ -161,7 +163,50 @@ def _judge(config, prompts, completions_a, completions_b, load_model):
     raise ValueError(f"config.judge.kind={judge.kind!r}; expected one of {JUDGES}")
 
 
+HARMLESS_JUDGES = ("", "ai", "gold")
+
+
+def harmless_rates(config, prompts, completions, load_model) -> dict:
+    """RLAIF §2.3's harmless rate of each policy, every response judged on its own: by the AI judge's model
+    (`feedback.harmless`, P(harmless) > threshold) or, with `harmless.judge='gold'`, by the gold reward
+    (harmless when it exceeds the threshold). Length-controlled at policy B's mean length (App. J: the SFT
+    policy's). Returns {label: harmless_rate dict}; {} when `config.harmless.judge` is ''."""
+    from rlaif_jax.evaluation.harmless import harmless_rate
+    from rlaif_jax.feedback.harmless import ai_harmless_probabilities
+
+    settings = config.get("harmless")
+    if settings is None or not settings.judge:
+        return {}
+    lengths = {key: np.array([len(text) for text in completions[key]], np.float64) for key in completions}
+    reference = max(float(lengths["policy_b"].mean()), 1.0)
+    rates = {}
+    for index, key in enumerate(("policy_a", "policy_b")):
+        if settings.judge == "ai":
+            p_harmless = ai_harmless_probabilities(
+                load_model(config.judge.model), prompts, completions[key], batch_size=config.judge.batch_size
+            )
+        else:
+            gold = np.asarray(make_gold_reward(config.judge.gold_reward)(prompts, completions[key]), np.float64)
+            p_harmless = (gold > settings.threshold).astype(np.float64)
+        rates[config[key].label] = harmless_rate(
+            p_harmless,
+            threshold=settings.threshold,
+            lengths=lengths[key],
+            reference_length=reference,
+            length_feature=config.eval.length_feature,
+            num_resamples=config.eval.num_resamples,
+            confidence=config.eval.confidence,
+            seed=config.seed + index,
+        )
+    return rates
+
+
 def _check(config) -> None:
+    harmless = config.get("harmless")
+    if harmless is not None and harmless.judge not in HARMLESS_JUDGES:
+        raise ValueError(f"config.harmless.judge={harmless.judge!r}; expected one of {HARMLESS_JUDGES}")
+    if not config.prompts_file:
+        prompt_data.check_source(config.prompts, "config.prompts")
     if config.judge.kind not in JUDGES:
         raise ValueError(f"config.judge.kind={config.judge.kind!r}; expected one of {JUDGES}")
     for key in ("policy_a", "policy_b"):
@@ -214,6 +259,11 @@ def run(config, workdir: str) -> dict:
         **{**bootstrap, "num_resamples": evaluation.lc_resamples},
     )
     results, table, plot = _report(config, summary, controlled, length_a, length_b, extras)
+    harmless = harmless_rates(config, prompts, completions, load_model)
+    if harmless:
+        results["harmless_rate"] = harmless
+        for row in table:
+            row.update({f"harmless_{label}": rate["harmless_rate"] for label, rate in harmless.items()})
     write_report(workdir, REPORT_NAME, results, table, plots={"ci": plot})
     _write_examples(
         os.path.join(workdir, EXAMPLES_FILE),

@@ -117,6 +117,14 @@ def test_pairwise_jsonl_defaults_and_errors_name_file_line_and_column(tmp_path):
             preferences.read_pairwise_jsonl(path)
 
 
+def test_soft_labels_need_the_preference_column_on_every_row(tmp_path):
+    good = {"prompt": "p", "chosen": "a", "rejected": "b", "preference": 0.7}
+    path = write_jsonl(tmp_path / "labels.jsonl", [good, {"prompt": "p", "chosen": "a", "rejected": "b"}])
+    assert len(preferences.read_pairwise_jsonl(path)) == 2  # hard labels: a missing preference means 'chosen'
+    with pytest.raises(ValueError, match=r"labels.jsonl:2: missing column 'preference' \(soft labels"):
+        preferences.read_pairwise_jsonl(path, require_preference=True)
+
+
 def test_ranked_jsonl_errors_name_file_line_and_column(tmp_path):
     path = write_jsonl(tmp_path / "ranked.jsonl", [{"prompt": "p", "responses": ["a", "b", "c"]}])
     assert preferences.read_ranked_jsonl(path)[0]["responses"] == ["a", "b", "c"]

@@ -1,14 +1,11 @@
 """d-RLAIF: the expected score and reward by hand, on a model whose score distribution we plant, and as RL reward."""
 
-import importlib.util
-import json
 import math
-import os
 
 import numpy as np
 import pytest
 
-from rlaif_jax import models, pipelines
+from rlaif_jax import config_defaults, models, pipelines
 from rlaif_jax.feedback import templates
 from rlaif_jax.feedback.d_rlaif import (
     DRlaifReward,
@@ -105,18 +102,17 @@ def test_make_reward_fn_builds_the_d_rlaif_reward():
 
 
 @pytest.mark.slow
-def test_d_rlaif_tiny_config_trains_on_the_score_reward(tmp_path):
-    """configs/d_rlaif.py:tiny end to end: SFT, then REINFORCE steps whose rewards are d-RLAIF scores in [-1, 1]."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs", "d_rlaif.py")
-    spec = importlib.util.spec_from_file_location("configs_d_rlaif", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("tiny")
-    assert config.rl.reward == "d_rlaif:helpful:tiny" and config.rl.algorithm == "reinforce"
-    config.sft.train.num_steps = 20
-    config.train.num_steps = 2
-    config.rl.eval_prompts = 8
-    pipelines.run(config, str(tmp_path))
-    rewards = [row["reward_mean"] for row in read_metrics(str(tmp_path))]
+def test_d_rlaif_tiny_chain_trains_on_the_score_reward(tmp_path):
+    """configs/d_rlaif.py:tiny end to end: SFT, REINFORCE steps whose rewards are d-RLAIF scores in [-1, 1] (no
+    reward model), the win rate against SFT and the report (a random labeler: the wiring, not a gold gain)."""
+    config = config_defaults.load_config_file("d_rlaif", "tiny")
+    stages = config.stages
+    assert stages.rl.rl.reward == "d_rlaif:helpful:tiny" and stages.rl.rl.algorithm == "reinforce"
+    stages.sft.train.num_steps, stages.rl.train.num_steps, stages.rl.rl.eval_prompts = 20, 2, 8
+    stages.win_rate_gold.num_prompts = 16
+    results = pipelines.run(config, str(tmp_path))
+    rewards = [row["reward_mean"] for row in read_metrics(str(tmp_path / "rl"))]
     assert len(rewards) == 2 and all(-1.0 <= r <= 1.0 for r in rewards)
-    assert "gold_reward" in json.loads((tmp_path / "eval_end.json").read_text())
+    assert results["rl"]["end"]["judge"] == "toy"  # held out: the gold toy reward, not the labeler
+    report = (tmp_path / "report.md").read_text()
+    assert "d-RLAIF vs SFT (gold:toy judge): win rate" in report

@@ -118,3 +118,16 @@ def test_load_onto_mesh(tiny_hf_llama, torch_logits, record_diff):
         "logits max|loaded on 1x4x2 - hf|", np.abs(_logits(lm, tokens) - torch_logits(hf_model, tokens)).max(), 1e-4
     )
     assert diff <= 1e-4
+
+
+def test_mesh_num_devices_takes_the_first_n():
+    from rlaif_jax import config_defaults, sharding
+
+    mesh_config = config_defaults.mesh()
+    assert sharding.mesh_from_config(mesh_config).devices.size == jax.device_count()  # 0 = every device
+    mesh_config.num_devices = 2
+    mesh = sharding.mesh_from_config(mesh_config)
+    assert list(mesh.devices.flat) == jax.devices()[:2] and mesh.shape["fsdp"] == 2
+    mesh_config.num_devices = jax.device_count() + 1
+    with pytest.raises(ValueError, match=r"config.mesh.num_devices=9; this process has 8 devices"):
+        sharding.mesh_from_config(mesh_config)

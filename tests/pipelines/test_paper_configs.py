@@ -20,7 +20,7 @@ def hh_directory(root) -> str:
     """DIR/{helpful,harmless}-base/{train,test}.jsonl from the HH fixture (the hub's layout)."""
     lines = open(os.path.join(FIXTURES, "hh_rlhf.jsonl")).read().splitlines(keepends=True)
     for subset in ("helpful-base", "harmless-base"):
-        (root / subset).mkdir(parents=True)
+        (root / subset).mkdir(parents=True, exist_ok=True)
         (root / subset / "train.jsonl").write_text("".join(lines))
         (root / subset / "test.jsonl").write_text(lines[0])
     return str(root)
@@ -54,6 +54,8 @@ def shrink_rl(rl, tmp_path) -> None:
 @pytest.mark.parametrize("name", ["ppo", "reinforce", "rloo", "d_rlaif"])
 def test_paper_config_runs_its_first_iteration_on_a_stand_in(name, tmp_path):
     config = config_defaults.load_config_file(name, "paper")
+    if name == "d_rlaif":  # a chain (SFT -> RL -> win rate): its RL stage is the online_rl job
+        config = config.stages.rl.copy_and_resolve_references()
     assert config.rl.prompts.task in PAPER_TASKS
     assert config.rl.gold_reward == ""  # no programmatic judge for TL;DR / HH: evaluated by the trained reward
     paper_rl = config.rl.copy_and_resolve_references()
@@ -92,3 +94,116 @@ def test_rlcd_paper_runs_every_stage_on_hh_prompts_on_a_stand_in(tmp_path):
     assert ppo_config["rl"]["prompts"]["task"] == "hh_rlhf"
     assert ppo_config["rl"]["prompts"]["data_dir"] == "harmless-base"
     assert results["ppo"]["end"]["judge"].startswith("trained-on reward reward_model:")
+
+
+def tiny_model(name: str = "tiny", context: int = 512):
+    """The stand-in model block: the tiny byte model (random init when `name` is 'tiny', else a saved one)."""
+    model = config_defaults.model("tiny")
+    model.name, model.scan_layers = name, False
+    model.tiny.max_position_embeddings = context
+    return model
+
+
+# RLAIF §4.1's labeler prompt per task: Table 2 (TL;DR), Table 21 (helpful), Table 22 (harmless).
+PAPER_LABELER = {
+    "tldr": ["summarize_detailed", 0, True],
+    "helpful": ["helpful_base", 0, True],
+    "harmless": ["harmless_base", 2, False],
+}
+
+
+def shrink_rlaif_chain(config, task: str, tmp_path) -> None:
+    """Stand-in sizes, data and models for a `rlaif.py:paper_*` chain; every algorithmic setting is kept."""
+    stages = config.stages
+    for name in config.chain.order:  # one device: 8 fake CPU devices on 2 cores double the cost (2-core CI)
+        stages[name].mesh.num_devices = 1
+    hh = None if task == "tldr" else hh_directory(tmp_path / "hh")
+    policy = "@sft/hf_model" if task == "tldr" else "tiny"
+    if task == "tldr":
+        stages.sft.model = tiny_model()
+        stages.sft.data.dataset_path = os.path.join(FIXTURES, "tldr_sft.jsonl")
+        stages.sft.data.max_length = 256
+        stages.sft.train.num_steps, stages.sft.train.batch_size = 1, 8
+    labels = stages.labels
+    context = 4096 if task == "tldr" else 2048  # labeler prompts: ~2.6k bytes (Detailed + CoT), ~1.2k (2-shot)
+    labels.model = tiny_model(context=context)
+    labels.data.input_file = os.path.join(FIXTURES, "summarize_comparisons.jsonl") if task == "tldr" else hh
+    labels.labeler.cot_max_new_tokens = 4
+    rm = stages.rm
+    rm.model = tiny_model(policy)
+    rm.data.eval_file = labels.data.input_file  # held-out human labels: the fixture's own
+    rm.data.max_length = 256
+    rm.train.batch_size = 8
+    rl = stages.rl
+    rl.model = tiny_model(policy)
+    shrink_rl(rl.rl, tmp_path)
+    rl.rl.reward = "reward_model:@rm"  # the chain's own distilled RM (shrink_rl swaps a path-less one for VADER)
+    rl.train.num_steps = rl.rl.epochs  # one iteration
+    win = stages.win_rate_ai
+    win.policy_a.model, win.policy_b.model = tiny_model("@rl/hf_model"), tiny_model(policy)
+    win.judge.model = tiny_model(context=context)
+    win.prompts = rl.rl.prompts.copy_and_resolve_references()
+    win.num_prompts, win.max_new_tokens, win.max_prompt_length, win.batch_size = 2, 4, 256, 8
+    win.eval.num_resamples = win.eval.lc_resamples = 20
+
+
+@pytest.mark.parametrize("arg", ["paper_tldr", "paper_helpful", "paper_harmless"])
+def test_rlaif_paper_chain_runs_every_stage_on_a_stand_in(arg, tmp_path):
+    config = config_defaults.load_config_file("rlaif", arg)
+    task = arg.removeprefix("paper_")
+    stages = config.stages
+    assert stages.rl.rl.prompts.task == ("tldr" if task == "tldr" else "hh_rlhf")
+    assert stages.labels.data.source == ("summarize_from_feedback" if task == "tldr" else "hh_rlhf")
+    assert stages.rm.loss.type == "soft_label" and stages.rm.data.eval_source == stages.labels.data.source
+    assert (stages.rl.rl.algorithm, stages.rl.rl.kl_coef, stages.rl.rl.temperature) == ("reinforce", 0.05, 0.9)
+    config.paths.labeler = "/models/palm2-l"  # one key sets the labeler of the labels stage and of the judge
+    assert stages.labels.model.name == stages.win_rate_ai.judge.model.name == "/models/palm2-l"
+    paper = config.copy_and_resolve_references()
+    shrink_rlaif_chain(config, task, tmp_path)
+    workdir = tmp_path / "run"
+    results = pipelines.run(config, str(workdir))
+
+    assert list(results) == list(config.chain.order)
+    for name in config.chain.order:  # each stage ran with the paper's algorithm settings
+        effective = json.load(open(workdir / name / "stage_done.json"))["config"]
+        assert effective["job"] == paper.stages[name].job
+    labels = [json.loads(line) for line in open(workdir / "labels" / "ai_labels.jsonl")]
+    assert labels and all(row["human_preference"] is not None for row in labels)  # alignment is measurable
+    labeler = json.load(open(workdir / "labels" / "stage_done.json"))["config"]["labeler"]
+    assert [labeler[k] for k in ("template", "num_shots", "cot")] == PAPER_LABELER[task]
+    assert math.isfinite(results["rm"]["eval_accuracy"])  # on the dataset's human labels
+    assert results["rl"]["end"]["judge"].startswith("trained-on reward reward_model:")
+    assert results["win_rate_ai"]["judge"].startswith("ai:")
+    report = (workdir / "report.md").read_text()
+    assert "win rate" in report
+    if task == "harmless":
+        rates = results["win_rate_ai"]["harmless_rate"]
+        assert set(rates) == {"RLAIF", "SFT"} and all(0 <= r["harmless_rate"] <= 1 for r in rates.values())
+        assert "harmless rate RLAIF" in report
+
+
+def test_instructgpt_paper_chain_loads_and_builds_its_first_ptx_batch():
+    from rlaif_jax import chain
+    from rlaif_jax.data.pretraining import SAMPLE_CORPUS
+    from rlaif_jax.models.byte_tokenizer import byte_tokenizer
+    from rlaif_jax.pipelines import online_rl
+
+    config = config_defaults.load_config_file("instructgpt", "paper")
+    chain.check_chain(config)
+    assert list(config.chain.order) == ["sft", "rm", "rl", "win_rate"]
+    rl = config.stages.rl.rl
+    assert rl.prompts.task in PAPER_TASKS and config.stages.rm.loss.type == "ranking"
+    assert (rl.kl_coef, rl.ptx_coef, rl.value_learning_rate, rl.value_init) == (0.02, 27.8, 9e-6, "@rm/hf_model")
+    config.paths.ptx_corpus = SAMPLE_CORPUS  # one key reaches the RL stage
+    assert rl.ptx_data.file == SAMPLE_CORPUS
+
+    batch_fn = online_rl.ptx_batches(rl, byte_tokenizer(), seed=0)
+    rollout = rl.prompts_per_rollout * rl_loop.samples_per_prompt(rl)
+    batch = batch_fn(rollout, 0)  # the rows the first PPO-ptx iteration mixes in
+    length = rl.max_prompt_length + rl.max_new_tokens
+    assert batch["ptx_tokens"].shape == batch["ptx_loss_mask"].shape == (rollout, length)
+    assert batch["ptx_loss_mask"].sum(axis=1).min() > 0  # every row carries next-token targets
+    first = batch["ptx_tokens"][0][batch["ptx_attention_mask"][0] > 0]
+    text = byte_tokenizer().decode([int(t) for t in first if t < 256])
+    corpus = open(SAMPLE_CORPUS, encoding="utf-8").read()
+    assert text[:40] in corpus  # pretraining text, not the task's prompts

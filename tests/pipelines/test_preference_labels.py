@@ -62,6 +62,22 @@ def test_soft_labels_with_another_method_name_the_key(tmp_path):
         pipelines.run(config, str(tmp_path))
 
 
+@pytest.mark.parametrize("job", ["reward_model", "dpo"])
+def test_soft_label_jobs_refuse_a_labels_file_without_preference(job, tmp_path):
+    """A soft-label RM or cDPO run on a file of human pairs (no 'preference') would train on 1.0 everywhere."""
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"}) + "\n")
+    config = config_defaults.load_config_file(job, "tiny")
+    config.data.source, config.data.train_file = "jsonl", str(path)
+    if job == "reward_model":
+        config.loss.type = "soft_label"
+    else:
+        config.sft_first, config.data.labels = False, "soft"
+    with pytest.raises(ValueError, match=r"pairs.jsonl:1: missing column 'preference'"):
+        pipelines.run(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 def _dpo_on_file(rows, sft_model, workdir):
     path = workdir / "pairs.jsonl"
     workdir.mkdir()

@@ -27,6 +27,19 @@ def write_generations(path, prompts, completions):
             f.write(json.dumps(dict(prompt_index=index, prompt=prompt, completion=completion)) + "\n")
 
 
+def known_generations(config, directory) -> None:
+    """Points the config's policies at generation files: A answers every toy prompt perfectly (gold 1.0), B half
+    perfectly and half with 3 of its 6 letters wrong (gold 0.5)."""
+    prompts = job.held_out_prompts(config)
+    targets = [prompt[-1] for prompt in prompts]
+    wrong = [LETTERS[(LETTERS.index(t) + 1) % len(LETTERS)] for t in targets]
+    write_generations(directory / "a.jsonl", prompts, [t * 6 for t in targets])
+    b = [t * 6 if i % 2 else t * 3 + w * 3 for i, (t, w) in enumerate(zip(targets, wrong))]
+    write_generations(directory / "b.jsonl", prompts, b)
+    config.policy_a.generations_file = str(directory / "a.jsonl")
+    config.policy_b.generations_file = str(directory / "b.jsonl")
+
+
 def test_gold_judge_on_known_generations(tmp_path):
     """A answers every toy prompt perfectly (gold 1.0); B half perfectly, half with 3 of 6 letters wrong (0.5):
     16 wins and 16 ties of 32 -> win rate 0.75; all answers have 6 letters, so length control falls back to the
@@ -34,14 +47,7 @@ def test_gold_judge_on_known_generations(tmp_path):
     config = load_config("tiny")
     config.num_prompts = 32
     config.eval.num_resamples = 200
-    prompts = job.held_out_prompts(config)
-    targets = [prompt[-1] for prompt in prompts]
-    wrong = [LETTERS[(LETTERS.index(t) + 1) % len(LETTERS)] for t in targets]
-    write_generations(tmp_path / "a.jsonl", prompts, [t * 6 for t in targets])
-    b = [t * 6 if i % 2 else t * 3 + w * 3 for i, (t, w) in enumerate(zip(targets, wrong))]
-    write_generations(tmp_path / "b.jsonl", prompts, b)
-    config.policy_a.generations_file = str(tmp_path / "a.jsonl")
-    config.policy_b.generations_file = str(tmp_path / "b.jsonl")
+    known_generations(config, tmp_path)
     workdir = tmp_path / "run"
     results = pipelines.run(config, str(workdir))
 
@@ -56,6 +62,24 @@ def test_gold_judge_on_known_generations(tmp_path):
     examples = [json.loads(line) for line in open(workdir / job.EXAMPLES_FILE)]
     assert [row["outcome"] for row in examples] == [0.5 if i % 2 else 1.0 for i in range(32)]
     assert examples[0]["gold_b"] == 0.5 and examples[0]["p_a_first"] == examples[0]["p_a_second"] == 1.0
+
+
+def test_harmless_rate_of_each_policy_with_a_gold_threshold(tmp_path):
+    """harmless.judge='gold': a response is 'harmless' when its gold reward exceeds the threshold. A is perfect
+    (32 of 32 above 0.6), B half perfect and half at 0.5 (16 of 32), so the rates are 1.0 and 0.5."""
+    config = load_config("tiny")
+    config.num_prompts, config.eval.num_resamples, config.eval.lc_resamples = 32, 100, 0
+    config.harmless.judge, config.harmless.threshold = "gold", 0.6
+    known_generations(config, tmp_path)
+    rates = pipelines.run(config, str(tmp_path / "run"))["harmless_rate"]
+    assert rates["tiny-seed0"]["harmless_rate"] == 1.0 and rates["tiny-seed0"]["num_harmless"] == 32
+    assert rates["tiny-seed1"]["harmless_rate"] == 0.5 and rates["tiny-seed1"]["num_harmless"] == 16
+    assert rates["tiny-seed1"]["ci_low"] < 0.5 < rates["tiny-seed1"]["ci_high"]
+    assert rates["tiny-seed1"]["reference_length"] == 6.0  # App. J: B's (the SFT policy's) mean length
+    assert "harmless_tiny-seed0" in (tmp_path / "run" / "win_rate.md").read_text()
+    config.harmless.judge = "human"
+    with pytest.raises(ValueError, match=r"config.harmless.judge='human'"):
+        pipelines.run(config, str(tmp_path / "bad"))
 
 
 def test_tiny_models_sampled_end_to_end(tmp_path):

@@ -1,0 +1,32 @@
+"""An AI rater's P(harmless) of single responses, for RLAIF's harmless rate (§2.3; the paper's raters are human).
+
+The prompt is `templates.HARMLESS_RATING` (ours, UNVERIFIED); the rate itself is `evaluation.harmless.harmless_rate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from rlaif_jax.feedback import templates
+from rlaif_jax.feedback.choice import choice_probabilities
+
+
+def harmless_prompts(contexts: Sequence[str], responses: Sequence[str]) -> list[str]:
+    """The rating prompt of each (context, response) pair (contexts as the labeler shows them)."""
+    if len(contexts) != len(responses):
+        raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")
+    template = templates.HARMLESS_RATING
+    return [
+        templates.score_prompt(template, templates.labeler_context("harmless", context), response.strip())
+        for context, response in zip(contexts, responses)
+    ]
+
+
+def ai_harmless_probabilities(
+    lm, contexts: Sequence[str], responses: Sequence[str], *, batch_size: int = 8
+) -> np.ndarray:
+    """P(harmless) `[n]` float64: P("1") / (P("1") + P("2")) of `lm` after each rating prompt."""
+    probs = choice_probabilities(lm, harmless_prompts(contexts, responses), ("1", "2"), batch_size=batch_size)
+    return probs[:, 0]
