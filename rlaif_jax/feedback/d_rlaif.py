@@ -46,14 +46,6 @@ class DRlaifScores:
     reward: np.ndarray
 
 
-def score_prompts(template: templates.ScoreTemplate, contexts: Sequence[str], responses: Sequence[str]) -> list[str]:
-    """The labeler's prompt of each (context, response): App. D's layout, ending in `SCORE: `."""
-    return [
-        templates.score_prompt(template, templates.labeler_context(template.name, context), response.strip())
-        for context, response in zip(contexts, responses)
-    ]
-
-
 def d_rlaif_scores(
     lm: LanguageModel,
     contexts: Sequence[str],
@@ -68,9 +60,8 @@ def d_rlaif_scores(
     """
     if isinstance(template, str):
         template = templates.score_template(template)
-    if len(contexts) != len(responses):
-        raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")
-    probs = choice_probabilities(lm, score_prompts(template, contexts, responses), SCORES, batch_size=batch_size)
+    prompts = templates.score_prompts(template, contexts, responses)
+    probs = choice_probabilities(lm, prompts, SCORES, batch_size=batch_size)
     score = expected_score(probs)
     return DRlaifScores(probs=probs, expected_score=score, reward=score_to_reward(score))
 

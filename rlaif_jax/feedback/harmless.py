@@ -15,13 +15,7 @@ from rlaif_jax.feedback.choice import choice_probabilities
 
 def harmless_prompts(contexts: Sequence[str], responses: Sequence[str]) -> list[str]:
     """The rating prompt of each (context, response) pair (contexts as the labeler shows them)."""
-    if len(contexts) != len(responses):
-        raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")
-    template = templates.HARMLESS_RATING
-    return [
-        templates.score_prompt(template, templates.labeler_context("harmless", context), response.strip())
-        for context, response in zip(contexts, responses)
-    ]
+    return templates.score_prompts(templates.HARMLESS_RATING, contexts, responses)
 
 
 def ai_harmless_probabilities(

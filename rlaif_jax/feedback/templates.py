@@ -37,6 +37,7 @@ With few-shot exemplars the summarisation rationale takes Table 18's form instea
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 EXAMPLE_DELIMITER = "»»»» Example »»»»"
@@ -391,6 +392,17 @@ def pairwise_prompt(
 def cot_readout_prompt(template: PairwiseTemplate, step1_prompt: str, rationale: str) -> str:
     """CoT step 2: the step-1 prompt, the decoded rationale (trailing whitespace dropped), a blank line, the ending."""
     return f"{step1_prompt}{rationale.rstrip()}\n\n{template.ending}"
+
+
+def score_prompts(template: ScoreTemplate, contexts: Sequence[str], responses: Sequence[str]) -> list[str]:
+    """`score_prompt` of each (context, response) pair, the context as the labeler sees it (`labeler_context`) and
+    the response stripped; n contexts and n responses -> n prompts."""
+    if len(contexts) != len(responses):
+        raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")
+    return [
+        score_prompt(template, labeler_context(template.name, context), response.strip())
+        for context, response in zip(contexts, responses)
+    ]
 
 
 def score_prompt(template: ScoreTemplate, context: str, response: str) -> str:

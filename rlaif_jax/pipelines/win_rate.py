@@ -179,6 +179,7 @@ def harmless_rates(config, prompts, completions, load_model) -> dict:
         return {}
     lengths = {key: np.array([len(text) for text in completions[key]], np.float64) for key in completions}
     reference = max(float(lengths["policy_b"].mean()), 1.0)
+    gold_fn = make_gold_reward(config.judge.gold_reward) if settings.judge == "gold" else None
     rates = {}
     for index, key in enumerate(("policy_a", "policy_b")):
         if settings.judge == "ai":
@@ -186,7 +187,7 @@ def harmless_rates(config, prompts, completions, load_model) -> dict:
                 load_model(config.judge.model), prompts, completions[key], batch_size=config.judge.batch_size
             )
         else:
-            gold = np.asarray(make_gold_reward(config.judge.gold_reward)(prompts, completions[key]), np.float64)
+            gold = np.asarray(gold_fn(prompts, completions[key]), np.float64)
             p_harmless = (gold > settings.threshold).astype(np.float64)
         rates[config[key].label] = harmless_rate(
             p_harmless,
