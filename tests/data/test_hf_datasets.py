@@ -80,6 +80,21 @@ def test_hh_rlhf_directory_picks_split_files(tmp_path):
         hf_datasets.load_hh_rlhf(str(tmp_path / "data"), "validation", cache_dir=cache)
 
 
+def test_load_pairs_reads_an_hh_subset_of_a_local_copy_and_names_bad_keys(tmp_path):
+    for subset, rows in (("helpful-base", 3), ("harmless-base", 1)):
+        (tmp_path / subset).mkdir()
+        lines = open(fixture("hh_rlhf.jsonl")).read().splitlines(keepends=True)
+        (tmp_path / subset / "train.jsonl").write_text("".join(lines[:rows]))
+    assert len(hf_datasets.load_pairs("hh_rlhf", str(tmp_path), "train", data_dir="harmless-base")) == 1
+    assert len(hf_datasets.load_pairs("hh_rlhf", str(tmp_path / "helpful-base"), "train")) == 3
+    with pytest.raises(FileNotFoundError, match=r"data_dir='red-team': no directory .*red-team"):
+        hf_datasets.load_pairs("hh_rlhf", str(tmp_path), "train", data_dir="red-team")
+    with pytest.raises(ValueError, match=r"data_dir='helpful-base' is only for source 'hh_rlhf'"):
+        hf_datasets.load_pairs("summarize_from_feedback", str(tmp_path), "train", data_dir="helpful-base")
+    with pytest.raises(ValueError, match=r"unknown preference dataset 'shp'"):
+        hf_datasets.load_pairs("shp", str(tmp_path), "train")
+
+
 def test_malformed_rows_name_file_and_row(tmp_path):
     cache = str(tmp_path / "cache")
     good = json.loads(open(fixture("summarize_comparisons.jsonl")).readline())

@@ -172,3 +172,8 @@ def test_bad_generations_file_and_config_are_named(tmp_path):
     config.judge.kind = "human"
     with pytest.raises(ValueError, match=r"config.judge.kind='human'; expected one of \('gold', 'ai'\)"):
         pipelines.run(config, str(tmp_path / "bad"))
+    config = load_config("tiny")
+    config.prompts.task = "jsonl"  # a prompt source without its file is named before anything is sampled
+    with pytest.raises(ValueError, match=r"config.prompts.train_file is not set \(task 'jsonl'\)"):
+        pipelines.run(config, str(tmp_path / "no_prompts"))
+    assert not (tmp_path / "no_prompts" / "generations_a.jsonl").exists()
