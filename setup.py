@@ -35,6 +35,6 @@ setuptools.setup(
     extras_require={
         # torch is only the numerical reference in tests (pip install torch==2.13.0 takes the local CPU build).
         # trl: the DPO/IPO/hinge/cDPO parity test calls DPOTrainer._compute_loss (a private method: pinned).
-        "test": ["pytest", "torch==2.13.0", "accelerate", "ruff", "trl==1.16.0"],
+        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "accelerate", "ruff", "trl==1.16.0"],
     },
 )

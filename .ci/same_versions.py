@@ -1,6 +1,8 @@
-"""Exits 1 when two Python environments have different versions of a direct runtime dependency (setup.py).
+"""Exits 1 when the test install changed the version of a direct runtime dependency (setup.py) that the main job ran.
 
-python .ci/same_versions.py MAIN_VENV_PYTHON TEST_ENV_PYTHON
+CI runs the README's main-job line in a fresh venv, then its test line in that same venv:
+  python .ci/same_versions.py snapshot VENV_PYTHON FILE   # after the main job: the versions it ran with
+  python .ci/same_versions.py compare FILE VENV_PYTHON    # after the test install: the versions the tests ran with
 """
 
 import ast
@@ -32,14 +34,24 @@ def versions(python: str, names: list[str]) -> dict[str, str | None]:
 
 
 def main() -> None:
-    main_python, test_python = sys.argv[1:3]
+    command, *args = sys.argv[1:]
     names = runtime_requirements()
-    main_versions, test_versions = versions(main_python, names), versions(test_python, names)
+    if command == "snapshot":
+        python, path = args
+        with open(path, "w") as f:
+            json.dump(versions(python, names), f)
+        return
+    if command != "compare":
+        raise SystemExit(f"unknown command {command!r}: expected snapshot or compare")
+    path, python = args
+    with open(path) as f:
+        main_versions = json.load(f)
+    test_versions = versions(python, names)
     for name in names:
-        print(f"  {name:20s} main {main_versions[name]!s:14s} test {test_versions[name]!s}")
-    different = [name for name in names if main_versions[name] != test_versions[name]]
+        print(f"  {name:20s} main {main_versions.get(name)!s:14s} test {test_versions[name]!s}")
+    different = [name for name in names if main_versions.get(name) != test_versions[name]]
     if different:
-        raise SystemExit(f"the main-job and test installs resolved different versions of: {', '.join(different)}")
+        raise SystemExit(f"the test install changed the main job's versions of: {', '.join(different)}")
 
 
 if __name__ == "__main__":

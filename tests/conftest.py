@@ -49,10 +49,22 @@ TINY_VARIANTS = ("llama_tied", "llama_untied", "llama3_rope", "qwen2_bias")
 
 
 _MEASURED: list[tuple[str, str, float, str, float]] = []  # (test, quantity, measured, "<=" or ">", bound)
+_MEASURED_KEY = "measured"  # the user_properties name record_diff files values under
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end tests that take tens of seconds (CI still runs them)")
+
+
+def pytest_runtest_logreport(report):
+    # Runs where the report arrives: in the one process, or in pytest-xdist's controller (reports carry
+    # user_properties back from the workers), so the summary lists every worker's values.
+    if report.when != "call":
+        return
+    test = report.nodeid.split("::", 1)[-1]
+    for name, value in report.user_properties:
+        if name == _MEASURED_KEY:
+            _MEASURED.append((test, *value))
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -70,7 +82,7 @@ def record_diff(request):
 
     def record(quantity: str, value, bound: float, op: str = "<=") -> float:
         value = float(value)
-        _MEASURED.append((request.node.nodeid.split("::", 1)[-1], quantity, value, op, float(bound)))
+        request.node.user_properties.append((_MEASURED_KEY, (quantity, value, op, float(bound))))
         return value
 
     return record
