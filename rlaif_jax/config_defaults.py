@@ -91,7 +91,8 @@ def rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
     tiny = arg == "tiny"
     return ml_collections.ConfigDict(
         dict(
-            algorithm=algorithm,  # 'ppo', 'reinforce' (RLAIF App. F) or 'rloo'
+            algorithm=algorithm,  # 'ppo', 'reinforce' (RLAIF App. F), 'rloo' or 'grpo'
+            loss="grpo",  # algorithm 'grpo': 'grpo', 'dr_grpo', 'dapo' or 'gspo' (losses/grpo.py)
             prompts=prompts("toy" if tiny else "sentiment"),  # prompt source (data/prompts.py)
             reward="toy" if tiny else "sentiment",  # trained-on reward: 'toy', 'sentiment' or 'reward_model:RM_WORKDIR'
             gold_reward="toy" if tiny else "sentiment",  # judge of the held-out evaluation; '' = the trained-on reward
@@ -102,7 +103,7 @@ def rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
             eval_temperature=1.0,  # evaluation sampling temperature
             eval_prompts=64 if tiny else 32,  # held-out prompts scored at start and end
             prompts_per_rollout=32 if tiny else 16,  # prompts sampled per iteration
-            samples_per_prompt=4,  # RLOO's k (other algorithms draw one sample per prompt)
+            samples_per_prompt=4,  # the group size k of RLOO / GRPO (other algorithms draw one sample per prompt)
             minibatch_size=32 if tiny else 16,  # sequences per optimizer step
             epochs=2 if algorithm == "ppo" else 1,  # passes over each rollout
             kl_coef=0.05 if algorithm != "ppo" else 0.02,  # β of the KL penalty
@@ -112,7 +113,13 @@ def rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
             kl_horizon=10000,  # adaptive controller: horizon (in sequences)
             gamma=1.0,  # PPO GAE discount
             lam=0.95,  # PPO GAE lambda
-            clip_ratio=0.2,  # PPO policy clip ε
+            clip_ratio=0.2,  # PPO / GRPO policy clip ε (GRPO: ε_low)
+            clip_ratio_high=0.0,  # GRPO family ε_high (DAPO's clip-higher); 0 = clip_ratio
+            kl_in_reward=False,  # GRPO: β·KL (k1) subtracted from the reward instead of β·k3 in the loss
+            tis_cap=0.0,  # truncated importance sampling cap C on π_trainer / π_sampler per token; 0 = off
+            drop_equal_groups=False,  # GRPO / RLOO: mask out groups whose rewards are all equal (DAPO)
+            overlong_filter=False,  # mask out responses cut at max_new_tokens without a stop token (DAPO)
+            overlong_cache=0,  # DAPO soft overlong penalty band L_cache (tokens before max_new_tokens); 0 = off
             value_clip=0.2,  # PPO value clip
             value_coef=0.5,  # weight of the value loss
             entropy_coef=0.0,  # entropy bonus

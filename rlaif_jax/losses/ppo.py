@@ -87,18 +87,23 @@ def per_token_rewards(score, kl, mask, *, kl_coef) -> jax.Array:
     return rewards + jnp.where(is_last, score.astype(jnp.float32)[:, None], 0.0)
 
 
-def policy_loss(logprobs, old_logprobs, advantages, mask, *, clip_ratio: float):
+def policy_loss(logprobs, old_logprobs, advantages, mask, *, clip_ratio: float, token_weights=None):
     """PPO-clip (Schulman et al. 2017, eq. 7), negated for descent: `max(-A·ρ, -A·clip(ρ, 1-ε, 1+ε))`.
 
-    logprobs, old_logprobs (rollout policy; a constant), advantages (a constant), mask: [batch, seq]. Returns
-    (per_token_loss, clipped: where the clipped term was taken, ratio), each [batch, seq]; 0, False, 1 where masked.
+    logprobs, old_logprobs (rollout policy; a constant), advantages (a constant), mask: [batch, seq];
+    token_weights: optional [batch, seq] constants multiplying each token's loss (truncated importance sampling).
+    Returns (per_token_loss, clipped: where the clipped term was taken, ratio), each [batch, seq]; 0, False, 1 where
+    masked.
     """
     mask = mask.astype(bool)
     ratio = jnp.exp(_masked(logprobs, mask) - jax.lax.stop_gradient(_masked(old_logprobs, mask)))
     advantages = jax.lax.stop_gradient(_masked(advantages, mask))
     unclipped_loss = -advantages * ratio
     clipped_loss = -advantages * jnp.clip(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)
-    per_token_loss = jnp.where(mask, jnp.maximum(unclipped_loss, clipped_loss), 0.0)
+    per_token_loss = jnp.maximum(unclipped_loss, clipped_loss)
+    if token_weights is not None:
+        per_token_loss = per_token_loss * jax.lax.stop_gradient(token_weights.astype(jnp.float32))
+    per_token_loss = jnp.where(mask, per_token_loss, 0.0)
     return per_token_loss, mask & (clipped_loss > unclipped_loss), ratio
 
 
@@ -165,7 +170,8 @@ def ppo_loss_fn(
     """`loss_fn(params, batch, rng, frozen)` of PPO / PPO-ptx for `make_train_step`; params = {'policy', 'value'}.
 
     batch (rollout layout of `train.rollout`): tokens, attention_mask [n, P + R]; response_mask, old_logprobs,
-    advantages, returns, old_values [n, R]; with ptx_coef > 0 also ptx_tokens / ptx_attention_mask / ptx_loss_mask.
+    advantages, returns, old_values [n, R]; with ptx_coef > 0 also ptx_tokens / ptx_attention_mask / ptx_loss_mask;
+    optionally tis_weights [n, R] (truncated importance sampling of the policy term).
     The PPO-ptx term γ·E[-log π(x_pretrain)] (InstructGPT eq. 2) enters as γ·(mean pretraining NLL) per RL token.
     Response log-probs are taken at `temperature` (the rollout's; old_logprobs must be too); the ptx NLL at 1.
     """
@@ -180,7 +186,12 @@ def ppo_loss_fn(
             policy_module, params["policy"], tokens, attention_mask, prompt_length, temperature=temperature
         )
         pg, clipped, ratio = policy_loss(
-            logprobs, batch["old_logprobs"], batch["advantages"], mask, clip_ratio=clip_ratio
+            logprobs,
+            batch["old_logprobs"],
+            batch["advantages"],
+            mask,
+            clip_ratio=clip_ratio,
+            token_weights=batch.get("tis_weights"),
         )
         values = response_values(value_module, params["value"], tokens, attention_mask, prompt_length)
         vl = value_loss(values, batch["old_values"], batch["returns"], mask, clip_range=value_clip)

@@ -34,14 +34,17 @@ def rlaif_returns(score, logprobs, ref_logprobs, mask, *, beta: float) -> jax.Ar
     return jax.lax.stop_gradient(returns)
 
 
-def reinforce_policy_loss(logprobs, advantages, mask) -> jax.Array:
+def reinforce_policy_loss(logprobs, advantages, mask, token_weights=None) -> jax.Array:
     """REINFORCE loss `-stopgrad(A)·Σ_t log π(y_t | x, y_<t)` (RLAIF App. F with γ = 1; Williams 1992).
 
     logprobs, mask: [batch, seq] over response tokens; advantages: [batch] (e.g. Z - V(x), or `rloo_advantages`),
     or [batch, seq] (per-token, e.g. Z - V(x, y_<t)): then the loss is `-Σ_t stopgrad(A_t)·log π(y_t | x, y_<t)`.
+    token_weights: optional [batch, seq] constants w_t (truncated importance sampling): `-A·Σ_t w_t log π_t`.
     Returns float32 [batch].
     """
     advantages = jax.lax.stop_gradient(advantages.astype(jnp.float32))
+    if token_weights is not None:
+        logprobs = logprobs.astype(jnp.float32) * jax.lax.stop_gradient(token_weights.astype(jnp.float32))
     if advantages.ndim == 2:
         return -jnp.sum(_masked(advantages * logprobs.astype(jnp.float32), mask), axis=-1)
     sequence_logprob = jnp.sum(_masked(logprobs, mask), axis=-1)
@@ -98,7 +101,7 @@ def reinforce_loss_fn(policy_module, value_module, *, prompt_length, value_coef,
         logprobs, _ = response_logprobs(
             policy_module, params["policy"], tokens, attention_mask, prompt_length, temperature=temperature
         )
-        pg = reinforce_policy_loss(logprobs, batch["advantages"], mask)
+        pg = reinforce_policy_loss(logprobs, batch["advantages"], mask, batch.get("tis_weights"))
         values = response_values(value_module, params["value"], tokens, attention_mask, prompt_length)
         if baseline == "per_token":
             per_token = _masked(baseline_value_loss(values, batch["returns"]), mask)
@@ -132,7 +135,7 @@ def rloo_loss_fn(policy_module, *, prompt_length, temperature=1.0):
             prompt_length,
             temperature=temperature,
         )
-        pg = reinforce_policy_loss(logprobs, batch["advantages"], mask)
+        pg = reinforce_policy_loss(logprobs, batch["advantages"], mask, batch.get("tis_weights"))
         count = jnp.float32(batch["tokens"].shape[0])
         return jnp.sum(pg), {"loss": (jnp.sum(pg), count)}
 

@@ -1,11 +1,15 @@
 """The on-policy RL loop shared by every job that trains a policy online: PPO / PPO-ptx (InstructGPT), REINFORCE
-with a value baseline (RLAIF App. F) and RLOO.
+with a value baseline (RLAIF App. F), RLOO and the GRPO family (GRPO, Dr. GRPO, DAPO, GSPO: `rl.loss`).
 
 One iteration: sample a rollout from the current policy -> score it (`task.reward_fn`) -> log-probs under policy and
 reference, values, advantages -> `config.rl.epochs` passes over minibatches through the shared train step.
-Trainable params are {'policy', 'value'} (no value model for RLOO); the reference policy is frozen. Log-probs, the
-KL and the importance ratios are all taken at the sampling temperature `rl.temperature`, the distribution the
-rollout was drawn from. Checkpoints at iteration ends; calling `train_policy` again in the same workdir resumes.
+Trainable params are {'policy', 'value'} (no value model for RLOO and GRPO); the reference policy is frozen.
+Log-probs, the KL and the importance ratios are all taken at the sampling temperature `rl.temperature`, the
+distribution the rollout was drawn from (full softmax: RL rollouts use no top-k/top-p). Every iteration logs the
+sampler-trainer gap `sampler_gap_mean` / `sampler_gap_max`: |Δ log p| over response tokens between the sampler's
+own log-probs and the trainer's recomputation with the same parameters. `rl.tis_cap` > 0 reweights every loss's
+per-token policy term by min(π_trainer / π_sampler, C) (truncated importance sampling).
+Checkpoints at iteration ends; calling `train_policy` again in the same workdir resumes.
 
 Fork point for new RL methods: `make_targets` (advantages) and `make_loss_fn` (the loss), both pure.
 """
@@ -29,7 +33,7 @@ from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
 from rlaif_jax.data import batching
 from rlaif_jax.evaluation import policy as policy_eval
-from rlaif_jax.losses import ppo, reinforce
+from rlaif_jax.losses import grpo, ppo, reinforce
 from rlaif_jax.losses.logprobs import response_logprobs, response_values
 from rlaif_jax.models.loading import LanguageModel, abstract_params
 from rlaif_jax.train import rollout as rollouts
@@ -37,7 +41,8 @@ from rlaif_jax.train.loop import check_nonfinite
 from rlaif_jax.train.optimizer import make_optimizer
 from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
 
-ALGORITHMS = ("ppo", "reinforce", "rloo")
+ALGORITHMS = ("ppo", "reinforce", "rloo", "grpo")
+GROUP_ALGORITHMS = ("rloo", "grpo")  # k samples per prompt, no value model
 BASELINES = ("prompt", "per_token")  # REINFORCE: V(x) at the last prompt token, or V(x, y_<t) at every token
 EVAL_START_FILE = "eval_start.json"
 EVAL_END_FILE = "eval_end.json"
@@ -67,18 +72,41 @@ def check_rl_config(rl) -> None:
         raise ValueError(f"config.rl.baseline={rl.baseline!r}; expected one of {BASELINES}")
     if rl.temperature <= 0:
         raise ValueError(f"config.rl.temperature={rl.temperature}: on-policy RL samples, so it must be > 0")
-    if rl.algorithm == "rloo" and rl.samples_per_prompt < 2:
-        raise ValueError(f"config.rl.samples_per_prompt={rl.samples_per_prompt}: RLOO needs at least 2")
+    if rl.algorithm in GROUP_ALGORITHMS and rl.samples_per_prompt < 2:
+        raise ValueError(
+            f"config.rl.samples_per_prompt={rl.samples_per_prompt}: {rl.algorithm} normalises over each prompt's "
+            "samples, so it needs at least 2"
+        )
+    if rl.tis_cap < 0:
+        raise ValueError(f"config.rl.tis_cap={rl.tis_cap}; expected >= 0 (0 = no truncated importance sampling)")
+    if not 0 <= rl.overlong_cache <= rl.max_new_tokens:
+        raise ValueError(f"config.rl.overlong_cache={rl.overlong_cache}; expected 0 (off) .. max_new_tokens")
+    if rl.algorithm != "grpo":
+        return
+    if rl.loss not in grpo.LOSSES:
+        raise ValueError(f"config.rl.loss={rl.loss!r}; expected one of {grpo.LOSSES}")
+    if rl.clip_ratio_high and rl.clip_ratio_high < rl.clip_ratio:
+        raise ValueError(
+            f"config.rl.clip_ratio_high={rl.clip_ratio_high} < config.rl.clip_ratio={rl.clip_ratio}: clip-higher "
+            "needs ε_high >= ε_low (0 = the same as clip_ratio)"
+        )
+    if rl.adaptive_kl and not rl.kl_in_reward:
+        raise ValueError("config.rl.adaptive_kl needs config.rl.kl_in_reward=True for grpo (the loss's β is fixed)")
 
 
 def samples_per_prompt(rl) -> int:
-    """Responses drawn per prompt in a rollout: RLOO's k, else 1."""
-    return rl.samples_per_prompt if rl.algorithm == "rloo" else 1
+    """Responses drawn per prompt in a rollout: the group size k of RLOO / GRPO, else 1."""
+    return rl.samples_per_prompt if rl.algorithm in GROUP_ALGORITHMS else 1
+
+
+def clip_range(rl) -> tuple[float, float]:
+    """(ε_low, ε_high) of the GRPO family: `rl.clip_ratio`, and `rl.clip_ratio_high` or the same (0)."""
+    return rl.clip_ratio, rl.clip_ratio_high or rl.clip_ratio
 
 
 def make_score_fn(rl, policy_module, value_module, prompt_length: int):
     """Jitted `(params, reference_params, tokens, attention_mask) -> (logprobs, ref_logprobs, values, entropy)`,
-    each `[n, R]` over the response, at temperature `rl.temperature` (values: zeros for RLOO)."""
+    each `[n, R]` over the response, at temperature `rl.temperature` (values: zeros for RLOO and GRPO)."""
     temperature = rl.temperature
 
     def score(params, reference_params, tokens, attention_mask):
@@ -89,7 +117,7 @@ def make_score_fn(rl, policy_module, value_module, prompt_length: int):
             policy_module, reference_params, tokens, attention_mask, prompt_length, temperature=temperature
         )
         entropy = ppo.entropy_from_logits(logits)
-        if rl.algorithm == "rloo":
+        if rl.algorithm in GROUP_ALGORITHMS:
             values = jnp.zeros(logprobs.shape, jnp.float32)
         else:
             values = response_values(value_module, params["value"], tokens, attention_mask, prompt_length)
@@ -107,9 +135,18 @@ def make_targets(rl, scores, response_mask, logprobs, ref_logprobs, values, kl_c
     reinforce: returns Z = (1 - β)·score - β·KL [n]; advantages Z - V(x) [n] ('prompt' baseline) or
       Z - V(x, y_<t) [n, R] ('per_token', RLAIF App. F).
     rloo: Z [n] and leave-one-out advantages [n] over each prompt's `rl.samples_per_prompt` samples.
+    grpo: group-normalised advantages [n] of the score (Dr. GRPO: centred only), and `ref_logprobs` for the loss's
+      k3 term; with `rl.kl_in_reward` the score is first `score - β·Σ_t (log π - log π_ref)` and the loss has no KL.
     """
     mask = jnp.asarray(response_mask)
     scores = jnp.asarray(scores)
+    if rl.algorithm == "grpo":
+        returns = scores.astype(jnp.float32)
+        if rl.kl_in_reward:
+            sequence_kl = jnp.sum(ppo.kl_penalty(logprobs, ref_logprobs, kind="k1", mask=mask), axis=-1)
+            returns = returns - kl_coef * sequence_kl
+        advantages = grpo.group_advantages(returns, rl.samples_per_prompt, scale=rl.loss != "dr_grpo")
+        return {"advantages": advantages, "returns": returns, "ref_logprobs": jnp.asarray(ref_logprobs)}
     if rl.algorithm == "ppo":
         kl = ppo.kl_penalty(logprobs, ref_logprobs, kind=rl.kl_estimator)
         rewards = ppo.per_token_rewards(scores, kl, mask, kl_coef=kl_coef)
@@ -146,18 +183,30 @@ def make_loss_fn(rl, policy_module, value_module, prompt_length: int):
             baseline=rl.baseline,
             temperature=rl.temperature,
         )
+    if rl.algorithm == "grpo":
+        eps_low, eps_high = clip_range(rl)
+        return grpo.grpo_loss_fn(
+            policy_module,
+            loss=rl.loss,
+            prompt_length=prompt_length,
+            max_new_tokens=rl.max_new_tokens,
+            eps_low=eps_low,
+            eps_high=eps_high,
+            kl_coef=0.0 if rl.kl_in_reward else rl.kl_coef,
+            temperature=rl.temperature,
+        )
     return reinforce.rloo_loss_fn(policy_module, prompt_length=prompt_length, temperature=rl.temperature)
 
 
 def make_rl_optimizer(config, num_steps: int):
     """`config.optimizer` for the policy; with `config.rl.value_learning_rate` > 0 the value network gets the same
     optimizer at that peak learning rate (InstructGPT C.4 gives the value LR; each group is clipped by its own
-    global norm). Params are {'policy', 'value'} (RLOO: {'policy'})."""
+    global norm). Params are {'policy', 'value'} (RLOO, GRPO: {'policy'})."""
     policy_optimizer = make_optimizer(config.optimizer, num_steps)
     value_lr = config.rl.value_learning_rate
     if value_lr < 0:
         raise ValueError(f"config.rl.value_learning_rate={value_lr}; expected >= 0 (0 = config.optimizer's)")
-    if not value_lr or config.rl.algorithm == "rloo":
+    if not value_lr or config.rl.algorithm in GROUP_ALGORITHMS:
         return policy_optimizer
     value_config = config.optimizer.copy_and_resolve_references()
     value_config.learning_rate = value_lr
@@ -169,13 +218,13 @@ def make_rl_optimizer(config, num_steps: int):
 
 
 def initial_params(rl, policy: LanguageModel, value_init: LanguageModel | None = None) -> tuple[dict, dict, object]:
-    """(params, boxed abstract params, value module config) of the train state: {'policy'} plus, except for RLOO,
+    """(params, boxed abstract params, value module config) of the train state: {'policy'} plus, except for RLOO/GRPO,
     {'value'}: `value_init`'s params when given (InstructGPT §3.5 starts the value function from the reward model;
     it must have a scalar head and the policy's architecture), else the policy's with a zero scalar head."""
     value_config = policy.config.replace(scalar_head=True)
     params = {"policy": policy.params}
     boxed = {"policy": abstract_params(policy.config)}
-    if rl.algorithm == "rloo":
+    if rl.algorithm in GROUP_ALGORITHMS:
         return params, boxed, value_config
     if value_init is not None:
         if "scalar_head" not in value_init.params:
@@ -288,14 +337,26 @@ def train_policy(
                 state["params"], reference_params, rollout.tokens, rollout.attention_mask
             )
             kl_coef = float(state["kl_coef"])
-            targets = make_targets(rl, rollout.scores, rollout.response_mask, logprobs, ref_logprobs, values, kl_coef)
+            truncated = rollouts.truncated_responses(rollout, policy.config.eos_token_ids)
+            scores = rollout.scores
+            if rl.overlong_cache:  # DAPO's soft overlong punishment
+                penalty = grpo.overlong_penalty(
+                    rollout.response_lengths, max_length=rl.max_new_tokens, cache_length=rl.overlong_cache
+                )
+                scores = scores + np.asarray(penalty)
+            targets = make_targets(rl, scores, rollout.response_mask, logprobs, ref_logprobs, values, kl_coef)
+            train_mask, dropped_groups = update_mask(rl, rollout, truncated)
             arrays = {
                 "tokens": rollout.tokens,
                 "attention_mask": rollout.attention_mask,
-                "response_mask": rollout.response_mask,
+                "response_mask": train_mask,
                 "old_logprobs": np.asarray(logprobs),
                 **{name: np.asarray(value) for name, value in targets.items()},
             }
+            if rl.tis_cap:
+                arrays["tis_weights"] = np.asarray(
+                    grpo.tis_weights(logprobs, rollout.sampling_logprobs, train_mask, cap=rl.tis_cap)
+                )
             if rl.algorithm == "ppo" and rl.ptx_coef > 0:
                 arrays.update(task.ptx_batch(rollout_size, iteration))
             train_metrics = []
@@ -319,6 +380,14 @@ def train_policy(
                     )
                 )
             logged = {name: float(np.mean([m[name] for m in train_metrics])) for name in train_metrics[0]}
+            gap = np.where(mask, np.abs(np.asarray(logprobs) - rollout.sampling_logprobs), 0.0)
+            logged.update(
+                sampler_gap_mean=float(gap.sum() / max(mask.sum(), 1)),
+                sampler_gap_max=float(gap.max()),
+                truncated_fraction=float(truncated.mean()),
+            )
+            if rl.algorithm in GROUP_ALGORITHMS:
+                logged["groups_dropped"] = float(dropped_groups)
             logged.update(
                 reward_mean=float(rollout.scores.mean()),
                 reward_std=float(rollout.scores.std()),
@@ -328,7 +397,7 @@ def train_policy(
                 response_length=float(rollout.response_lengths.mean()),
                 tokens_per_s=float(rollout.attention_mask.sum() / (time.perf_counter() - start_time)),
             )
-            if rl.algorithm != "rloo":
+            if rl.algorithm not in GROUP_ALGORITHMS:
                 logged["explained_variance"] = _explained_variance(rl, values, targets["returns"], mask)
             health_warnings(logged, previous_length, int(state["step"]))
             check_nonfinite(float(state["nonfinite_steps"]), config.train.max_nonfinite_steps, int(state["step"]))
@@ -344,6 +413,24 @@ def train_policy(
     results["end"] = evaluate(final_policy, jax.random.fold_in(rng, 3))
     run_dir.write_json(workdir, EVAL_END_FILE, results["end"])
     return results, final_policy
+
+
+def update_mask(rl, rollout, truncated: np.ndarray) -> tuple[np.ndarray, int]:
+    """The response mask the update trains on, and how many groups it dropped.
+
+    `rl.drop_equal_groups` (DAPO's dynamic sampling, GRPO/RLOO): every response of a group whose rewards are all
+    equal is masked out (no refill: the update has fewer sequences). `rl.overlong_filter` (DAPO): responses cut at
+    `max_new_tokens` without a stop token are masked out. [n, R] bool, int.
+    """
+    mask = rollout.response_mask.copy()
+    dropped = 0
+    if rl.algorithm in GROUP_ALGORITHMS and rl.drop_equal_groups:
+        equal = np.asarray(grpo.zero_variance_groups(rollout.scores, rl.samples_per_prompt))
+        dropped = int(equal.sum())
+        mask &= ~np.repeat(equal, rl.samples_per_prompt)[:, None]
+    if rl.overlong_filter:
+        mask &= ~truncated[:, None]
+    return mask, dropped
 
 
 def _explained_variance(rl, values, returns, mask) -> float:

@@ -30,7 +30,8 @@ class Rollout:
     tokens: np.ndarray
     attention_mask: np.ndarray
     response_mask: np.ndarray
-    sampler_logprobs: np.ndarray  # [n, R] log-probs of the sampled tokens under the policy that sampled them
+    sampler_logprobs: np.ndarray  # [n, R] log-probs of the sampled tokens under the sampling policy at T = 1
+    sampling_logprobs: np.ndarray  # [n, R] the same under the distribution sampled from (temperature applied)
     scores: np.ndarray  # [n] reward-function output
     prompts: list[str]
     completions: list[str]
@@ -86,11 +87,19 @@ def sample_rollout(
         attention_mask=attention_mask,
         response_mask=response_mask,
         sampler_logprobs=np.where(response_mask, generated.logprobs, 0.0).astype(np.float32),
+        sampling_logprobs=np.where(response_mask, generated.sampling_logprobs, 0.0).astype(np.float32),
         scores=scores,
         prompts=texts,
         completions=list(generated.texts),
         prompt_length=prompt_length,
     )
+
+
+def truncated_responses(rollout: Rollout, stop_tokens) -> np.ndarray:
+    """bool [n]: responses cut at the generation cap R without a stop token (DAPO's "overlong" samples)."""
+    full = rollout.response_lengths == rollout.response_mask.shape[1]
+    last = rollout.tokens[:, -1]
+    return full & ~np.isin(last, np.asarray(list(stop_tokens), np.int64))
 
 
 def gather_rows(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
