@@ -3,13 +3,14 @@ and GSPO (Zheng et al. 2025); `rlaif_jax/losses/grpo.py` has the math.
 
     python -m rlaif_jax.main --config=configs/grpo.py:tiny --workdir=/tmp/grpo_tiny          # GRPO, toy task
     python -m rlaif_jax.main --config=configs/grpo.py:tiny_dapo --workdir=/tmp/dapo_tiny     # DAPO's settings
-    python -m rlaif_jax.main --config=configs/grpo.py:smollm2 --workdir=/tmp/grpo_sent       # sentiment
+    python -m rlaif_jax.main --config=configs/grpo.py:smollm2 --workdir=/tmp/grpo_math       # arithmetic
 
 The argument is SIZE or SIZE_LOSS: SIZE in tiny | smollm2 | paper, LOSS in grpo | dr_grpo | dapo | gspo (default
-grpo); each loss comes with the settings its paper pairs it with (clip range, KL, DAPO's filters). `tiny` fine-tunes
-on noisy toy demonstrations first (WORKDIR/sft). WORKDIR/eval_start.json and eval_end.json hold the held-out gold
-reward and KL before and after, as for the other RL jobs. No GRPO-family value here is read from a paper's full text
-(../shared/PAPER_FACTS.md §7): every `paper` value is UNVERIFIED.
+grpo); each loss comes with the settings its paper pairs it with (clip range, KL, DAPO's filters). `tiny`
+fine-tunes on noisy toy demonstrations first (WORKDIR/sft); `smollm2` learns the verifiable arithmetic task (exact
+answer + 0.1 x answer format; held-out accuracy in `gold_reward`). WORKDIR/eval_start.json and eval_end.json hold
+the held-out gold reward and KL before and after, as for the other RL jobs. No GRPO-family value here is read from
+a paper's full text (../shared/PAPER_FACTS.md §7): every `paper` value is UNVERIFIED.
 """
 
 import ml_collections
@@ -44,8 +45,16 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.rl.epochs = 1
     config.rl.samples_per_prompt = 4 if size == "tiny" else 8  # G
     if size == "smollm2":
+        # The verifiable arithmetic task (data/arithmetic.py): exact-answer reward plus a small format bonus; the
+        # held-out evaluation is the exact-answer accuracy.
+        config.rl.prompts = config_defaults.prompts("arithmetic")
+        config.rl.reward = "arithmetic + 0.1*format"
+        config.rl.gold_reward = "arithmetic"
+        config.rl.max_new_tokens = 32
+        config.rl.temperature = config.rl.eval_temperature = 0.7
         config.rl.prompts_per_rollout = 4  # 32 sequences per rollout
         config.rl.minibatch_size = 16
+        config.rl.eval_prompts = 64
     if size == "paper":
         # DeepSeekMath §4 (UNVERIFIED: not read in full text). The policy is not public: set config.model.name.
         config.model.name = ""  # set: path of the SFT policy

@@ -54,7 +54,7 @@ def model(arg: str) -> ml_collections.ConfigDict:
 
 
 def prompts(task: str, **overrides) -> ml_collections.ConfigDict:
-    """A prompt-source block (data/prompts.py): 'toy', 'sentiment', 'reviews', 'jsonl', 'tldr' or 'hh_rlhf'."""
+    """A prompt-source block (data/prompts.py) of `task`: one of data/prompts.py's TASKS ('toy', 'arithmetic', ...)."""
     return prompt_data.source_config(task, **overrides)
 
 

@@ -1,7 +1,8 @@
 """Prompt sources for the jobs that sample a policy (RL, pair sampling, win rate, RLCD, best-of-n).
 
 A source is a `config` block (`config_defaults.prompts`) whose `task` is one of:
-- 'toy', 'sentiment', 'reviews': the local tasks (data/toy.py, data/sentiment.py; split by seed or by title);
+- 'toy', 'sentiment', 'reviews', 'arithmetic': the local tasks (data/toy.py, data/sentiment.py, data/arithmetic.py;
+  split by seed or by title);
 - 'jsonl': column `field` of `train_file` / `eval_file` (local JSONL);
 - 'tldr': Reddit TL;DR posts of CarperAI's `openai_summarize_tldr` ('SUBREDDIT: ... TL;DR:'; hub id or local copy);
 - 'hh_rlhf': Anthropic HH dialogues cut after their last `Assistant:` (hub id or local copy; `data_dir` picks a
@@ -19,13 +20,13 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
-from rlaif_jax.data import hf_datasets
+from rlaif_jax.data import arithmetic, hf_datasets
 from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.sentiment import review_prompts, sentiment_prompts
 from rlaif_jax.data.tokenize import encode_prompt
 from rlaif_jax.data.toy import toy_rows
 
-LOCAL_TASKS = ("toy", "sentiment", "reviews")
+LOCAL_TASKS = ("toy", "sentiment", "reviews", "arithmetic")
 TASKS = (*LOCAL_TASKS, "jsonl", "tldr", "hh_rlhf")
 SPLITS = ("train", "held_out")
 HUB_DEFAULTS = {"tldr": hf_datasets.TLDR_SFT, "hh_rlhf": hf_datasets.HH_RLHF}
@@ -34,7 +35,7 @@ HUB_DEFAULTS = {"tldr": hf_datasets.TLDR_SFT, "hh_rlhf": hf_datasets.HH_RLHF}
 def source_config(task: str = "toy", **overrides) -> ml_collections.ConfigDict:
     """A prompt-source config block (`config.rl.prompts`, `config.prompts`, ...) for `task`."""
     values = dict(
-        task=task,  # 'toy', 'sentiment', 'reviews', 'jsonl', 'tldr' or 'hh_rlhf'
+        task=task,  # 'toy', 'sentiment', 'reviews', 'arithmetic', 'jsonl', 'tldr' or 'hh_rlhf'
         train_file="",  # jsonl: the file; tldr / hh_rlhf: hub id or local file / directory ('' = the hub id)
         eval_file="",  # held-out prompts; '' = the hub split eval_split, or eval_fraction of a single train_file
         split="train",  # tldr / hh_rlhf: hub split (or file-name prefix in a local directory) of the train prompts
@@ -78,6 +79,8 @@ def _local_prompts(task: str, split: str, seed: int) -> list[str]:
         return [row["prompt"] for row in toy_rows(256, seed=seed + (0 if split == "train" else 10_000))]
     if task == "sentiment":
         return sentiment_prompts(split)
+    if task == "arithmetic":
+        return arithmetic.arithmetic_prompts(split, 512, seed)
     return review_prompts(split)
 
 

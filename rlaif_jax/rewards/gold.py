@@ -1,4 +1,5 @@
-"""Programmatic gold rewards: the toy letters task and VADER sentiment (the DPO paper's controlled-sentiment task)."""
+"""Programmatic gold rewards: the toy letters task, VADER sentiment (the DPO paper's controlled-sentiment task) and
+the arithmetic task's exact-answer check (rewards/verifiable.py)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,17 @@ class SentimentJudge:
         return np.array([self._analyzer.polarity_scores(text)["compound"] for text in completions], np.float32)
 
 
+GOLD_REWARDS = ("toy", "sentiment", "arithmetic")
+
+
 def make_gold_reward(name: str):
-    """The reward function called `name`: 'toy' or 'sentiment'."""
+    """The reward function called `name`: 'toy', 'sentiment' or 'arithmetic' (1 for the exact answer, else 0)."""
     if name == "toy":
         return toy_rewards
     if name == "sentiment":
         return SentimentJudge()
-    raise ValueError(f"unknown gold reward {name!r}; expected 'toy' or 'sentiment'")
+    if name == "arithmetic":
+        from rlaif_jax.rewards.verifiable import ArithmeticReward
+
+        return ArithmeticReward()
+    raise ValueError(f"unknown gold reward {name!r}; expected one of {GOLD_REWARDS}")

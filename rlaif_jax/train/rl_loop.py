@@ -388,6 +388,7 @@ def train_policy(
             )
             if rl.algorithm in GROUP_ALGORITHMS:
                 logged["groups_dropped"] = float(dropped_groups)
+            logged.update(getattr(task.reward_fn, "last_metrics", {}))  # rule-based rewards' counts and term means
             logged.update(
                 reward_mean=float(rollout.scores.mean()),
                 reward_std=float(rollout.scores.std()),
