@@ -4,7 +4,8 @@ A chain config has `chain.order` (stage names, in order) and `stages.NAME`, each
 pipeline name, e.g. 'sft', 'ai_labels', 'online_rl'). Stage NAME runs in WORKDIR/NAME. A string value of a stage
 config that starts with `@STAGE/PATH`, or holds it after a ':' ('reward_model:@rm'), names an earlier stage's output
 and becomes WORKDIR/STAGE/PATH before the stage runs. Before anything runs, `check_chain` verifies every stage's
-job, that each reference names an earlier stage, and that PATH is an output that stage's job writes (`OUTPUTS`).
+job, that each reference names an earlier stage, that PATH is an output that stage's job writes (`OUTPUTS`), and
+each job's own `check_config(stage_config)` where its module has one.
 
 A finished stage leaves WORKDIR/NAME/stage_done.json (its effective config, results and wall time): a re-run skips
 it, and raises (changing nothing) if the stage's config differs from the one it ran with. An interrupted stage has
@@ -13,6 +14,7 @@ no marker and is called again; every job resumes from its own checkpoints.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -36,6 +38,9 @@ OUTPUTS = {
     "preference": ("hf_model", "metrics.jsonl", "eval_start.json", "eval_end.json"),
     "win_rate": ("win_rate.json", "win_rate.md", "win_rate_ci.png", "generations_a.jsonl", "generations_b.jsonl"),
     "generate": ("generations.jsonl",),
+    "rlcd_demos": ("sft_data.jsonl",),
+    "rlcd_pairs": ("pairs.jsonl", "pairs_rescored.jsonl", "pairs_stats.json"),
+    "rlcd_agreement": ("rm_gold_agreement.json",),
 }
 _REFERENCE = re.compile(r"(?:^|(?<=:))@([A-Za-z_][A-Za-z0-9_]*)(/[^:]*)?")
 
@@ -94,6 +99,12 @@ def check_chain(config) -> None:
                 raise ValueError(
                     f"{key} names @{target}/{path}, but stage {target!r} ({jobs[target]}) writes {list(outputs)}"
                 )
+        check = getattr(importlib.import_module(PIPELINES[job]), "check_config", None)  # a job's own up-front checks
+        if check is not None:
+            try:
+                check(stage.copy_and_resolve_references())
+            except (ValueError, FileNotFoundError) as error:
+                raise type(error)(f"config.stages.{name}: {error}") from error
 
 
 def resolve(stage_config, workdir: str) -> ml_collections.ConfigDict:

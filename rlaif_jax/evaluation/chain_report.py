@@ -76,6 +76,20 @@ def headline(job: str, results) -> str:
         if results.get("gold_reward_mean") is not None:
             text += f", mean gold reward {_fmt(results['gold_reward_mean'])}"
         return text
+    if job == "rlcd_pairs":
+        pairs = results.get("pairs", {})
+        text = f"{pairs.get('num_pairs')} contrast pairs"
+        if "num_sides_rejected" in pairs:
+            text += f" ({pairs['num_sides_rejected']} sides rejected, {pairs['num_prompts_too_long']} prompts too long)"
+        if "rescore" in results:
+            text += f"; RLCD-Rescore flipped {_fmt(results['rescore']['flipped'])} of the labels"
+        return text
+    if job == "rlcd_agreement":
+        return (
+            f"RM-gold agreement on held-out contrast pairs {_fmt(results['contrast']['agreement'])}, on i.i.d. "
+            f"pairs {_fmt(results['iid']['agreement'])}; gold accuracy of the construction labels "
+            f"{_fmt(results['train_pairs']['label_accuracy'])}"
+        )
     if "loss" in results:
         return f"final train loss {_fmt(results['loss'])}"
     return ", ".join(f"{k} {_fmt(v)}" for k, v in results.items() if isinstance(v, float))

@@ -7,7 +7,8 @@ Trainable params are {'policy', 'value'} (no value model for RLOO and GRPO); the
 Log-probs, the KL and the importance ratios are all taken at the sampling temperature `rl.temperature`, the
 distribution the rollout was drawn from (full softmax: RL rollouts use no top-k/top-p). Every iteration logs the
 sampler-trainer gap `sampler_gap_mean` / `sampler_gap_max`: |Δ log p| over response tokens between the sampler's
-own log-probs and the trainer's recomputation with the same parameters. `rl.tis_cap` > 0 reweights every loss's
+own log-probs and the trainer's recomputation with the same parameters, and `compiles`, the XLA compilations since
+the loop started (flat once every bucketed shape has been seen). `rl.tis_cap` > 0 reweights every loss's
 per-token policy term by min(π_trainer / π_sampler, C) (truncated importance sampling).
 Checkpoints at iteration ends; calling `train_policy` again in the same workdir resumes.
 
@@ -28,7 +29,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rlaif_jax import models
+from rlaif_jax import models, monitoring
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
 from rlaif_jax.data import batching
@@ -307,6 +308,7 @@ def train_policy(
     start_path = os.path.join(workdir, EVAL_START_FILE)
     results = {"start": run_dir.cached_json(start_path, lambda: evaluate(policy, jax.random.fold_in(rng, 2)))}
     previous_length = None
+    compiles_before = monitoring.compile_totals()
     with run_dir.MetricsWriter(workdir, resume_step=start_step) as metrics_writer:
         first_iteration = start_step // steps_per_iteration
         for iteration in tqdm(
@@ -333,6 +335,7 @@ def train_policy(
                 num_samples=samples,
                 prompt_length=prompt_length,
             )
+            rollout_seconds = time.perf_counter() - start_time  # sampling and the reward
             logprobs, ref_logprobs, values, entropy = score_fn(
                 state["params"], reference_params, rollout.tokens, rollout.attention_mask
             )
@@ -389,6 +392,9 @@ def train_policy(
             if rl.algorithm in GROUP_ALGORITHMS:
                 logged["groups_dropped"] = float(dropped_groups)
             logged.update(getattr(task.reward_fn, "last_metrics", {}))  # rule-based rewards' counts and term means
+            compiles = monitoring.compile_totals()  # since the loop started: flat after the first iterations
+            logged["compiles"] = compiles["compiles"] - compiles_before["compiles"]
+            logged["compile_seconds"] = compiles["compile_seconds"] - compiles_before["compile_seconds"]
             logged.update(
                 reward_mean=float(rollout.scores.mean()),
                 reward_std=float(rollout.scores.std()),
@@ -397,6 +403,8 @@ def train_policy(
                 entropy=float(np.where(mask, np.asarray(entropy), 0.0).sum() / max(mask.sum(), 1)),
                 response_length=float(rollout.response_lengths.mean()),
                 tokens_per_s=float(rollout.attention_mask.sum() / (time.perf_counter() - start_time)),
+                rollout_seconds=rollout_seconds,
+                update_seconds=time.perf_counter() - start_time - rollout_seconds,  # log-probs, targets, steps
             )
             if rl.algorithm not in GROUP_ALGORITHMS:
                 logged["explained_variance"] = _explained_variance(rl, values, targets["returns"], mask)

@@ -33,6 +33,7 @@ def test_loss_raises_toy_gold_with_sampler_and_trainer_agreeing(loss, sft_model,
     assert len(rows) == 15 and rows[-1]["step"] == 60
     gap = record_diff(f"{loss}: max |sampler - trainer log p|", max(row["sampler_gap_max"] for row in rows), 1e-5)
     assert gap <= 1e-5  # f32 on CPU: the sampler's own log-probs equal the trainer's recomputation
+    assert rows[-1]["compiles"] == rows[1]["compiles"]  # fixed shapes: nothing compiles after the first iterations
     assert json.loads((tmp_path / "eval_end.json").read_text())["gold_reward"] == results["end"]["gold_reward"]
     if loss == "dapo":
         assert "kl_k3" in rows[0] and all(row["groups_dropped"] >= 0 for row in rows)

@@ -76,24 +76,29 @@ def test_paper_config_runs_its_first_iteration_on_a_stand_in(name, tmp_path):
 
 def test_rlcd_paper_runs_every_stage_on_hh_prompts_on_a_stand_in(tmp_path):
     config = config_defaults.load_config_file("rlcd", "paper")
-    assert (config.task.name, config.task.data_dir, config.run_ppo) == ("hh_rlhf", "harmless-base", True)
-    config.model = config_defaults.model("tiny")
+    assert (config.task.name, config.task.data_dir) == ("hh_rlhf", "harmless-base")
+    assert list(config.chain.order) == ["pairs", "rm", "rl"]  # no programmatic judge: no agreement stage
+    for name in config.chain.order:
+        scalar_head = config.stages[name].model.scalar_head
+        config.stages[name].model = config_defaults.model("tiny")
+        config.stages[name].model.scalar_head = scalar_head
     config.task.train_file = hh_directory(tmp_path / "hh")
     settings = config.rlcd
     settings.num_pairs, settings.max_new_tokens, settings.max_prompt_length, settings.batch_size = 16, 4, 256, 32
     settings.postprocess = "chat"  # a random-init model never writes the newline the 'dialogue' filter requires
-    config.reward_model.data.max_length = 300
-    config.reward_model.data.eval_fraction = 0.25
-    config.reward_model.train.num_steps, config.reward_model.train.batch_size = 1, 8
-    config.ppo.rl.prompts = config_defaults.prompts("toy")  # replaced by the pipeline with config.task's HH prompts
-    shrink_rl(config.ppo.rl, tmp_path)
-    config.ppo.train.num_steps = config.ppo.rl.epochs
+    rm = config.stages.rm
+    rm.data.max_length, rm.data.eval_fraction = 300, 0.25
+    rm.train.num_steps, rm.train.batch_size = 1, 8
+    rl = config.stages.rl.rl
+    shrink_rl(rl, tmp_path)
+    rl.reward = "reward_model:@rm"  # shrink_rl's stand-in judge is for configs that leave the RM path to the user
+    config.stages.rl.train.num_steps = rl.epochs
     results = pipelines.run(config, str(tmp_path / "run"))
 
-    ppo_config = json.load(open(tmp_path / "run" / "ppo" / "config.json"))
-    assert ppo_config["rl"]["prompts"]["task"] == "hh_rlhf"
-    assert ppo_config["rl"]["prompts"]["data_dir"] == "harmless-base"
-    assert results["ppo"]["end"]["judge"].startswith("trained-on reward reward_model:")
+    rl_config = json.load(open(tmp_path / "run" / "rl" / "config.json"))
+    assert rl_config["rl"]["prompts"]["task"] == "hh_rlhf"
+    assert rl_config["rl"]["prompts"]["data_dir"] == "harmless-base"
+    assert results["rl"]["end"]["judge"].startswith("trained-on reward reward_model:")
 
 
 def tiny_model(name: str = "tiny", context: int = 512):

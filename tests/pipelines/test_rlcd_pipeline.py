@@ -1,4 +1,5 @@
-"""The `rlcd` job: its pure helpers on hand-made inputs, the retry rule, and the tiny chain end to end."""
+"""The RLCD chain (configs/rlcd.py; jobs rlcd_demos, rlcd_pairs, rlcd_agreement): its pure helpers on hand-made
+inputs, the retry rule, the up-front config checks, and the tiny chain end to end."""
 
 import json
 import os
@@ -7,15 +8,20 @@ import time
 import numpy as np
 import pytest
 
-from rlaif_jax import config_defaults, pipelines
+from rlaif_jax import chain, config_defaults, pipelines
 from rlaif_jax.data.toy import LETTERS, PROMPT_PREFIX, toy_reward
 from rlaif_jax.feedback import rlcd
-from rlaif_jax.pipelines import rlcd as rlcd_pipeline
+from rlaif_jax.pipelines import rlcd_stages as rlcd_pipeline
 from rlaif_jax.sampling import GenerationOutput
 
 
-def tiny_config(**overrides):
-    config = config_defaults.load_config_file("rlcd", "tiny")
+def tiny_config(arg="tiny", *, drop=(), **overrides):
+    """configs/rlcd.py:ARG with `overrides` ('rlcd.num_pairs': 16, 'stages.rm.train.num_steps': 2, ...) and the
+    stages in `drop` removed from the chain."""
+    config = config_defaults.load_config_file("rlcd", arg)
+    config.chain.order = [name for name in config.chain.order if name not in drop]
+    for name in drop:
+        del config.stages[name]
     for key, value in overrides.items():
         node = config
         *parents, last = key.split(".")
@@ -23,6 +29,13 @@ def tiny_config(**overrides):
             node = node[parent]
         node[last] = value
     return config
+
+
+def random_init(config) -> None:
+    """Every stage starts from the random-init tiny model in place of the stage-0 SFT result."""
+    for name in config.chain.order:
+        if "model" in config.stages[name]:
+            config.stages[name].model.name = "tiny"
 
 
 def test_gold_agreement_drops_gold_ties():
@@ -78,13 +91,32 @@ def test_jsonl_dialogues_are_cut_and_split(tmp_path):
         rlcd_pipeline.task_prompt_texts(task, "train", 0, dialogue=True)
 
 
-def test_config_errors_name_the_key(tmp_path):
-    with pytest.raises(ValueError, match="config.task.name='letters'"):
+def test_config_errors_name_the_key_before_any_stage_runs(tmp_path):
+    with pytest.raises(ValueError, match=r"config.stages.pairs: config.task.name='letters'"):
         pipelines.run(tiny_config(**{"task.name": "letters"}), str(tmp_path))
     with pytest.raises(ValueError, match=r"config.task.train_file is not set \(task 'jsonl'\)"):
         pipelines.run(tiny_config(**{"task.name": "jsonl"}), str(tmp_path))
     with pytest.raises(ValueError, match="config.rlcd.postprocess='raw'"):
         pipelines.run(tiny_config(**{"rlcd.postprocess": "raw"}), str(tmp_path))
+    with pytest.raises(ValueError, match=r"config.stages.agreement: config.agreement.gold_reward is not set"):
+        pipelines.run(tiny_config(**{"stages.agreement.agreement.gold_reward": ""}), str(tmp_path))
+    assert not any(tmp_path.iterdir())  # nothing ran
+
+
+@pytest.mark.parametrize("arg", ["tiny", "smollm2", "paper", "tiny_rescore", "smollm2_rescore", "paper_rescore"])
+def test_every_rlcd_chain_passes_its_checks_and_shares_its_settings(arg):
+    config = config_defaults.load_config_file("rlcd", arg)
+    chain.check_chain(config)
+    assert config.stages.rm.data.train_file == (
+        "@pairs/pairs_rescored.jsonl" if "rescore" in arg else "@pairs/pairs.jsonl"
+    )
+    assert config.stages.rl.rl.reward == "reward_model:@rm" and config.stages.rl.rl.algorithm == "ppo"
+    config.rlcd.num_pairs, config.task.use_chat_template = 7, True  # one override reaches every stage
+    resolved = config.copy_and_resolve_references()
+    assert resolved.stages.pairs.rlcd.num_pairs == 7
+    assert resolved.stages.rm.data.use_chat_template and resolved.stages.rl.rl.use_chat_template
+    if "agreement" in resolved.stages:
+        assert resolved.stages.agreement.rlcd.num_pairs == 7
 
 
 def test_rejected_samples_are_drawn_again_up_to_max_attempts(monkeypatch):
@@ -123,9 +155,8 @@ def test_dialogue_task_builds_affixed_prompts_and_drops_unfinished_turns(tmp_pat
     path = tmp_path / "prompts.jsonl"
     path.write_text(json.dumps({"prompt": "Human: hi\n\nAssistant: yo\n\nHuman: ok?\n\nAssistant:"}) + "\n")
     config = tiny_config(
+        drop=("demos", "sft", "rl"),
         **{
-            "sft_first": False,
-            "run_ppo": False,
             "task.name": "jsonl",
             "task.train_file": str(path),
             "task.eval_file": str(path),
@@ -134,17 +165,19 @@ def test_dialogue_task_builds_affixed_prompts_and_drops_unfinished_turns(tmp_pat
             "rlcd.postprocess": "dialogue",
             "rlcd.max_prompt_length": 128,
             "rlcd.num_pairs": 4,
-        }
+        },
     )
+    random_init(config)
     with pytest.raises(RuntimeError, match=r"no RLCD pair survived.*'num_sides_rejected': 8"):
         pipelines.run(config, str(tmp_path / "run"))
     from rlaif_jax.models.setup import build_model
 
-    lm = build_model(config.model, None, None)
+    pairs = config.stages.pairs.copy_and_resolve_references()
+    lm = build_model(pairs.model, None, None)
     rows, stats = rlcd_pipeline.contrast_pairs(
         lm,
         ["Human: hi\n\nAssistant: yo\n\nHuman: ok?\n\nAssistant:"],
-        config,
+        pairs,
         seed=0,
         rng=__import__("jax").random.key(1),
     )
@@ -161,35 +194,35 @@ def test_rescore_stage_relabels_pairs_and_feeds_the_reward_model(tmp_path):
     """Random tiny model, 16 pairs: RLCD-Rescore writes pairs_rescored.jsonl (same pairs, chosen = the scorer's
     pick) and the reward model trains on it; a re-run skips every stage."""
     config = tiny_config(
+        "tiny_rescore",
+        drop=("demos", "sft", "rl"),
         **{
-            "sft_first": False,
-            "run_ppo": False,
             "rlcd.num_pairs": 16,
-            "rlcd.rescore": True,
-            "agreement.num_prompts": 8,
-            "reward_model.train.num_steps": 2,
-        }
+            "stages.agreement.agreement.num_prompts": 8,
+            "stages.rm.train.num_steps": 2,
+        },
     )
+    random_init(config)
     workdir = tmp_path / "run"
     results = pipelines.run(config, str(workdir))
-    pairs = [json.loads(line) for line in open(workdir / "pairs.jsonl")]
-    rescored = [json.loads(line) for line in open(workdir / "pairs_rescored.jsonl")]
-    assert len(pairs) == len(rescored) == results["pairs"]["num_pairs"] > 0
+    pairs = [json.loads(line) for line in open(workdir / "pairs" / "pairs.jsonl")]
+    rescored = [json.loads(line) for line in open(workdir / "pairs" / "pairs_rescored.jsonl")]
+    assert len(pairs) == len(rescored) == results["pairs"]["pairs"]["num_pairs"] > 0
     for pair, row in zip(pairs, rescored):
         assert {row["chosen"], row["rejected"]} == {pair["chosen"], pair["rejected"]}
         assert 0.5 <= row["preference"] <= 1.0
         assert (row["chosen"] == pair["chosen"]) == (row["positive_win_prob"] >= 0.5)
         assert pair["positive_prompt"] == pair["prompt"] + " " + rlcd.AFFIX_SETS["toy"].positive[pair["affix_index"]]
-    rm_config = json.loads((workdir / "reward_model" / "config.json").read_text())
-    assert rm_config["data"]["train_file"] == str(workdir / "pairs_rescored.jsonl")
+    rm_config = json.loads((workdir / "rm" / "config.json").read_text())
+    assert rm_config["data"]["train_file"] == str(workdir / "pairs" / "pairs_rescored.jsonl")
     assert rm_config["data"]["source"] == "jsonl"
-    agreement = json.loads((workdir / "rm_gold_agreement.json").read_text())
+    agreement = json.loads((workdir / "agreement" / "rm_gold_agreement.json").read_text())
     assert agreement["num_held_out_prompts"] == 8
     assert agreement["iid"]["num_pairs"] + agreement["iid"]["num_gold_ties"] <= 8
-    mtime = os.path.getmtime(workdir / "rm_gold_agreement.json")
+    mtime = os.path.getmtime(workdir / "agreement" / "rm_gold_agreement.json")
     start = time.perf_counter()
-    assert pipelines.run(config, str(workdir)) == {}  # everything there: every stage skipped
-    assert os.path.getmtime(workdir / "rm_gold_agreement.json") == mtime
+    assert pipelines.run(config, str(workdir)).keys() == results.keys()  # every stage skipped, results read back
+    assert os.path.getmtime(workdir / "agreement" / "rm_gold_agreement.json") == mtime
     assert time.perf_counter() - start < 30
 
 
@@ -197,16 +230,17 @@ def test_rescore_stage_relabels_pairs_and_feeds_the_reward_model(tmp_path):
 def test_tiny_chain_learns_a_reward_that_agrees_with_gold_and_ppo_raises_it(tmp_path, record_diff):
     """configs/rlcd.py:tiny end to end: stage-0 SFT, 1024 contrast pairs, RM, held-out agreement, PPO."""
     results = pipelines.run(config_defaults.load_config_file("rlcd", "tiny"), str(tmp_path))
-    agreement = json.loads((tmp_path / "rm_gold_agreement.json").read_text())
-    assert results["pairs"]["num_pairs"] > 950  # of 1024: few empty sides
+    assert list(results) == ["demos", "sft", "pairs", "rm", "agreement", "rl"]
+    agreement = json.loads((tmp_path / "agreement" / "rm_gold_agreement.json").read_text())
+    assert results["pairs"]["pairs"]["num_pairs"] > 950  # of 1024: few empty sides
     # The construction labels are right by the gold judge (the stage-0 model follows the affixes) ...
     assert record_diff("train label accuracy", agreement["train_pairs"]["label_accuracy"], 0.85, ">") > 0.85
     # ... and the RM trained on them agrees with gold on fresh held-out pairs, contrast and i.i.d., above chance.
     assert record_diff("RM-gold agreement, contrast", agreement["contrast"]["agreement"], 0.75, ">") > 0.75
     assert record_diff("RM-gold agreement, i.i.d.", agreement["iid"]["agreement"], 0.6, ">") > 0.6
     assert agreement["iid"]["num_pairs"] > 150
-    start = json.loads((tmp_path / "ppo" / "eval_start.json").read_text())
-    end = json.loads((tmp_path / "ppo" / "eval_end.json").read_text())
+    start = json.loads((tmp_path / "rl" / "eval_start.json").read_text())
+    end = json.loads((tmp_path / "rl" / "eval_end.json").read_text())
     assert start["kl"] == 0.0
     gain = record_diff("PPO held-out gold gain", end["gold_reward"] - start["gold_reward"], 0.03, ">")
     assert gain > 0.03, (start, end)

@@ -1,37 +1,30 @@
-"""The `rlcd` job: RLCD (Yang et al. 2023) end to end, resumable stage by stage by re-running the same command.
+"""RLCD (Yang et al. 2023): the stages' shared code. The experiment is a chain (configs/rlcd.py) of jobs:
 
-  0. (`config.sft_first`, the tiny toy task) fine-tune the random-init model on demonstrations whose quality follows
-     the toy affixes, standing in for a pretrained LM that understands them -> WORKDIR/sft/hf_model
-  1. contrast pairs: for each prompt draw one affix pair (same-index rule), sample the policy on p+ and p-,
-     post-process, keep pairs with both sides -> WORKDIR/pairs.jsonl {prompt, chosen, rejected, positive_prompt,
-     negative_prompt, affix_index} (+ pairs_stats.json)
-  1b. (`config.rlcd.rescore`, RLCD-Rescore) relabel them with the A/B scoring prompt -> WORKDIR/pairs_rescored.jsonl
-  2. reward model: the `reward_model` job on those pairs -> WORKDIR/reward_model
-  3. (with a gold judge) the RM's agreement with it on fresh held-out pairs -> WORKDIR/rm_gold_agreement.json
-  4. PPO: the `online_rl` job with `rl.reward = reward_model:WORKDIR/reward_model` -> WORKDIR/ppo (eval_start/end.json)
-A stage whose output exists is skipped. `config.model`, `config.mesh` and the task's prompt settings replace those
-of the `reward_model` and `ppo` sub-configs; the effective sub-configs land in their run directories' config.json.
+demos      (`rlcd_demos`, tiny toy task only) demonstrations whose quality follows the toy affixes, standing in for
+           a pretrained LM that understands them -> sft_data.jsonl; then `sft` on them
+pairs      (`rlcd_pairs`) for each prompt one affix pair (same-index rule), the policy sampled on p+ and p-,
+           post-processed, pairs with both sides kept -> pairs.jsonl {prompt, chosen, rejected, positive_prompt,
+           negative_prompt, affix_index} + pairs_stats.json; with `rlcd.rescore` (RLCD-Rescore) also the pairs
+           relabelled with the A/B scoring prompt -> pairs_rescored.jsonl
+rm         (`reward_model`) on those pairs
+agreement  (`rlcd_agreement`, with a gold judge) the RM's agreement with it on fresh held-out pairs ->
+           rm_gold_agreement.json
+ppo        (`online_rl`) PPO against the RM on the task's prompts
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from collections.abc import Sequence
 
 import jax
-import ml_collections
 import numpy as np
 
-from rlaif_jax import sampling, sharding
-from rlaif_jax import workdir as run_dir
+from rlaif_jax import sampling
 from rlaif_jax.data import prompts as prompt_data
-from rlaif_jax.data.jsonl import read_jsonl, write_jsonl
 from rlaif_jax.data.tokenize import encode_prompt
 from rlaif_jax.data.toy import LETTERS, PROMPT_PREFIX, RESPONSE_LETTERS, toy_rows
 from rlaif_jax.feedback import rlcd
-from rlaif_jax.models.setup import build_mesh, build_model
 from rlaif_jax.rewards.gold import make_gold_reward
 
 TASKS = prompt_data.TASKS
@@ -198,39 +191,9 @@ def toy_affix_demonstrations(num_rows: int, *, seed: int, affixes: rlcd.AffixSet
     return rows
 
 
-def base_model_config(config, workdir: str) -> ml_collections.ConfigDict:
-    """`config.model`, or with `config.sft_first` stage 0's result WORKDIR/sft/hf_model (trained if missing)."""
-    model_config = config.model.copy_and_resolve_references()
-    if not config.sft_first:
-        return model_config
-    sft_dir = os.path.join(workdir, "sft")
-    if not os.path.exists(os.path.join(sft_dir, "hf_model", "config.json")):
-        from rlaif_jax.pipelines import sft as sft_pipeline
-
-        data_path = os.path.join(workdir, "sft_data.jsonl")
-        rows = toy_affix_demonstrations(
-            config.sft_data.num_rows,
-            seed=config.seed,
-            affixes=rlcd.affix_set(config.rlcd.affixes),
-            noise=config.sft_data.noise,
-        )
-        write_jsonl(rows, data_path)
-        sft_config = config.sft.copy_and_resolve_references()
-        with sft_config.unlocked():
-            sft_config.model = config.model.copy_and_resolve_references()
-            sft_config.mesh = config.mesh.copy_and_resolve_references()
-            sft_config.data.train_file = data_path
-            sft_config.data.use_chat_template = config.task.use_chat_template
-            sft_config.export_hf = True
-        sft_pipeline.run(sft_config, sft_dir)
-        if not os.path.exists(os.path.join(sft_dir, "hf_model", "config.json")):
-            raise RuntimeError(f"stage 0 (SFT) stopped before its end: no {sft_dir}/hf_model; re-run to resume")
-    with model_config.unlocked():
-        model_config.name = os.path.join(sft_dir, "hf_model")
-    return model_config
-
-
-def _check(config) -> None:
+def check_settings(config) -> None:
+    """Raises ValueError naming the key of a `config.task` / `config.rlcd` (/ `config.agreement`) the stages cannot
+    use."""
     if config.task.name not in TASKS:
         raise ValueError(f"config.task.name={config.task.name!r}; expected one of {TASKS}")
     prompt_data.check_source(task_source(config.task, dialogue=False), "config.task")
@@ -241,22 +204,22 @@ def _check(config) -> None:
     rlcd.affix_set(config.rlcd.affixes)
     if config.rlcd.max_attempts < 1 or config.rlcd.batch_size < 1:
         raise ValueError(f"config.rlcd.max_attempts and batch_size must be >= 1; got {config.rlcd.to_dict()}")
-    if config.agreement.gold_reward:
+    if "agreement" in config and config.agreement.gold_reward:
         make_gold_reward(config.agreement.gold_reward)
 
 
-def _agreement_stage(config, workdir: str, policy, rm_dir: str, train_rows: Sequence[dict]) -> dict:
-    """Stage 3: RM vs gold on fresh held-out pairs, RLCD contrast pairs and i.i.d. pairs (two samples of the plain
-    prompt, the pairs PPO's RM actually compares), plus the gold accuracy of the training labels."""
+def agreement_results(config, policy, rm_dir: str, train_rows: Sequence[dict]) -> dict:
+    """The agreement stage: RM vs gold on fresh held-out pairs, RLCD contrast pairs and i.i.d. pairs (two samples of
+    the plain prompt, the pairs PPO's RM actually compares), plus the gold accuracy of the training labels."""
     from rlaif_jax.rewards.reward_model import RewardModelReward
 
     settings = config.agreement
     gold_fn = make_gold_reward(settings.gold_reward)
     reward = RewardModelReward(
         rm_dir,
-        max_length=config.reward_model.data.max_length,
+        max_length=settings.max_length,
         use_chat_template=config.task.use_chat_template,
-        batch_size=config.reward_model.train.eval_batch_size,
+        batch_size=settings.batch_size,
     )
     prompts = task_prompt_texts(config.task, "held_out", config.seed, dialogue=config.rlcd.prompt_format == "dialogue")
     prompts = prompts[: settings.num_prompts] if settings.num_prompts else prompts
@@ -303,100 +266,4 @@ def _agreement_stage(config, workdir: str, policy, rm_dir: str, train_rows: Sequ
         "iid_generate_seconds": iid_seconds,
         "score_seconds": time.perf_counter() - start,
     }
-    run_dir.write_json(workdir, "rm_gold_agreement.json", results)
-    return results
-
-
-def run(config, workdir: str) -> dict:
-    """Runs the stages whose outputs are missing (module docstring); returns what each stage reported."""
-    _check(config)
-    run_dir.write_config(config, workdir)
-    mesh = build_mesh(config)
-    rules = sharding.normalize_rules(config.mesh.rules)
-    model_config = base_model_config(config, workdir)
-    loaded = {}
-
-    def policy():
-        if "lm" not in loaded:
-            loaded["lm"] = build_model(model_config, mesh, rules)
-        return loaded["lm"]
-
-    results = {}
-    dialogue = config.rlcd.prompt_format == "dialogue"
-    pairs_path = os.path.join(workdir, "pairs.jsonl")
-    if not os.path.exists(pairs_path):
-        prompts = task_prompt_texts(config.task, "train", config.seed, dialogue=dialogue)
-        num_pairs = config.rlcd.num_pairs or len(prompts)
-        prompts = [prompts[i % len(prompts)] for i in range(num_pairs)]
-        rng = jax.random.fold_in(jax.random.key(config.seed), 1)
-        rows, stats = contrast_pairs(policy(), prompts, config, seed=config.seed, rng=rng)
-        if not rows:
-            raise RuntimeError(f"no RLCD pair survived post-processing ({stats}); see config.rlcd.postprocess")
-        write_jsonl(rows, pairs_path)
-        run_dir.write_json(workdir, "pairs_stats.json", stats)
-        logging.info("rlcd: %d pairs (%.2f s per sample)", stats["num_pairs"], stats["seconds_per_sample"])
-        results["pairs"] = stats
-    train_rows = [{k: v for k, v in row.items() if k != "_source"} for row in read_jsonl(pairs_path)]
-
-    if config.rlcd.rescore:
-        rescored_path = os.path.join(workdir, "pairs_rescored.jsonl")
-        if not os.path.exists(rescored_path):
-            from rlaif_jax.feedback import choice_probabilities
-
-            positive_first = np.random.default_rng([config.seed, 11]).random(len(train_rows)) < 0.5
-            texts = rlcd.rescore_prompts(train_rows, rlcd.affix_set(config.rlcd.affixes), positive_first)
-            start = time.perf_counter()
-            probabilities = choice_probabilities(
-                policy(), texts, choices=("A", "B"), batch_size=config.rlcd.rescore_batch_size
-            )
-            rescored = rlcd.rescored_rows(train_rows, probabilities, positive_first)
-            write_jsonl(rescored, rescored_path)
-            flipped = float(np.mean([row["positive_win_prob"] < 0.5 for row in rescored]))
-            results["rescore"] = {"flipped": flipped, "seconds_per_pair": (time.perf_counter() - start) / len(texts)}
-            run_dir.write_json(workdir, "rescore_stats.json", results["rescore"])
-        pairs_path = rescored_path
-        train_rows = [{k: v for k, v in row.items() if k != "_source"} for row in read_jsonl(pairs_path)]
-
-    rm_dir = os.path.join(workdir, "reward_model")
-    if not os.path.exists(os.path.join(rm_dir, "hf_model", "config.json")):
-        from rlaif_jax.pipelines import reward_model as reward_model_pipeline
-
-        rm_config = config.reward_model.copy_and_resolve_references()
-        with rm_config.unlocked():
-            rm_config.model = model_config.copy_and_resolve_references()
-            rm_config.model.scalar_head = True
-            rm_config.mesh = config.mesh.copy_and_resolve_references()
-            rm_config.data.source = "jsonl"
-            rm_config.data.train_file = pairs_path
-            rm_config.data.eval_file = ""
-            rm_config.data.use_chat_template = config.task.use_chat_template
-            rm_config.export_hf = True
-        start = time.perf_counter()
-        results["reward_model"] = reward_model_pipeline.run(rm_config, rm_dir)
-        if not os.path.exists(os.path.join(rm_dir, "hf_model", "config.json")):
-            return results  # stopped early (train.stop_at_step): re-run to resume
-        results["reward_model"]["seconds"] = time.perf_counter() - start
-
-    agreement_path = os.path.join(workdir, "rm_gold_agreement.json")
-    if config.agreement.gold_reward and not os.path.exists(agreement_path):
-        results["agreement"] = _agreement_stage(config, workdir, policy(), rm_dir, train_rows)
-        logging.info("rlcd: RM-gold agreement %s", results["agreement"])
-
-    ppo_dir = os.path.join(workdir, "ppo")
-    if config.run_ppo and not os.path.exists(os.path.join(ppo_dir, "eval_end.json")):
-        from rlaif_jax.pipelines import online_rl
-
-        loaded.clear()  # the PPO job loads its own copies
-        ppo_config = config.ppo.copy_and_resolve_references()
-        with ppo_config.unlocked():
-            ppo_config.model = model_config.copy_and_resolve_references()
-            ppo_config.mesh = config.mesh.copy_and_resolve_references()
-            ppo_config.sft_first = False
-            ppo_config.rl.prompts = task_source(config.task, dialogue=dialogue)
-            ppo_config.rl.reward = f"reward_model:{rm_dir}"
-            ppo_config.rl.use_chat_template = config.task.use_chat_template
-            ppo_config.rl.gold_reward = config.agreement.gold_reward  # '' = PPO is evaluated by the RM itself
-        start = time.perf_counter()
-        results["ppo"] = online_rl.run(ppo_config, ppo_dir)
-        results["ppo_seconds"] = time.perf_counter() - start
     return results
