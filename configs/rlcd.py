@@ -116,6 +116,20 @@ def _model(config, size: str, policy) -> ml_collections.ConfigDict:
     return model
 
 
+def _sampling_stage(job: str, config, size: str, policy) -> ml_collections.ConfigDict:
+    """A stage of `job` that samples the policy on the shared task and RLCD settings."""
+    return ml_collections.ConfigDict(
+        dict(
+            job=job,
+            seed=config.get_ref("seed"),
+            model=_model(config, size, policy),
+            mesh=config_defaults.mesh(),
+            task=_linked(config.task),
+            rlcd=_linked(config.rlcd),
+        )
+    )
+
+
 def _stages(config, size: str, gold: str, rescore: bool) -> ml_collections.ConfigDict:
     tiny = size == "tiny"
     load = config_defaults.load_config_file
@@ -139,16 +153,7 @@ def _stages(config, size: str, gold: str, rescore: bool) -> ml_collections.Confi
         stages.sft.checkpoint.every_steps = 300  # one save at the end
         stages.sft.export_hf = True
 
-    stages.pairs = ml_collections.ConfigDict(
-        dict(
-            job="rlcd_pairs",
-            seed=seed,
-            model=_model(config, size, policy),
-            mesh=config_defaults.mesh(),
-            task=_linked(config.task),
-            rlcd=_linked(config.rlcd),
-        )
-    )
+    stages.pairs = _sampling_stage("rlcd_pairs", config, size, policy)
     pairs_file = "@pairs/pairs_rescored.jsonl" if rescore else "@pairs/pairs.jsonl"
 
     # The reward_model job (configs/reward_model.py) on the pairs, starting from the policy.
@@ -168,24 +173,15 @@ def _stages(config, size: str, gold: str, rescore: bool) -> ml_collections.Confi
         stages.rm.optimizer.learning_rate = 1e-4
 
     if gold:
-        stages.agreement = ml_collections.ConfigDict(
-            dict(
-                job="rlcd_agreement",
-                seed=seed,
-                model=_model(config, size, policy),
-                mesh=config_defaults.mesh(),
-                task=_linked(config.task),
-                rlcd=_linked(config.rlcd),
-                agreement=dict(
-                    gold_reward=gold,  # the gold judge: 'toy' or 'sentiment'
-                    num_prompts=0,  # held-out prompts (0 = all): toy has 256, sentiment 32
-                    pairs_per_prompt=1 if tiny else 2,  # contrast pairs and i.i.d. pairs drawn per held-out prompt
-                    reward_model="@rm",  # the RM's run directory
-                    train_pairs=pairs_file,  # the RM's training pairs (their construction labels are scored)
-                    max_length=stages.rm.data.get_ref("max_length"),
-                    batch_size=stages.rm.train.get_ref("eval_batch_size"),
-                ),
-            )
+        stages.agreement = _sampling_stage("rlcd_agreement", config, size, policy)
+        stages.agreement.agreement = dict(
+            gold_reward=gold,  # the gold judge: 'toy' or 'sentiment'
+            num_prompts=0,  # held-out prompts (0 = all): toy has 256, sentiment 32
+            pairs_per_prompt=1 if tiny else 2,  # contrast pairs and i.i.d. pairs drawn per held-out prompt
+            reward_model="@rm",  # the RM's run directory
+            train_pairs=pairs_file,  # the RM's training pairs (their construction labels are scored)
+            max_length=stages.rm.data.get_ref("max_length"),
+            batch_size=stages.rm.train.get_ref("eval_batch_size"),
         )
 
     # The online_rl job with PPO (configs/ppo.py) against the RM, on the task's prompts.

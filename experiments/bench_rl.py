@@ -75,18 +75,17 @@ def run_ours(model: str, texts, ids, iterations: int, workdir: str) -> dict:
     return {"generate_s": generate, "update_s": update, "iteration_s": generate + update}
 
 
-def run_trl(model_path: str, texts, iterations: int, workdir: str) -> dict:
+def run_trl(hf_dir: str, texts, iterations: int, workdir: str) -> dict:
+    """TRL's side on `hf_dir`, an HF checkpoint of the same float32 weights (TRL refuses to train a model loaded
+    from GGUF: transformers marks it quantized)."""
     import datasets
     import torch
     import transformers
     from trl import GRPOConfig, GRPOTrainer
 
     torch.manual_seed(0)
-    directory, name = os.path.dirname(model_path), os.path.basename(model_path)
-    gguf = {"gguf_file": name} if name.endswith(".gguf") else {}
-    source = directory if gguf else model_path
-    tokenizer = transformers.AutoTokenizer.from_pretrained(source, **gguf)
-    hf_model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **gguf)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
     args = GRPOConfig(
         output_dir=workdir,
         per_device_train_batch_size=PROMPTS * SAMPLES,
@@ -147,11 +146,14 @@ def main() -> None:
 
     from rlaif_jax import models
 
-    model_path = models.loading._resolve(args.model)
-    texts, ids = make_prompts(models.load(args.model).tokenizer)
     with tempfile.TemporaryDirectory() as tmp:
+        lm = models.load(args.model)
+        texts, ids = make_prompts(lm.tokenizer)
+        hf_dir = os.path.join(tmp, "hf_model")
+        models.save_hf(lm, hf_dir)  # the same weights for TRL (tests/models/test_save_hf.py: same logits)
+        del lm
         ours = run_ours(args.model, texts, ids, args.iterations, os.path.join(tmp, "ours"))
-        trl = run_trl(model_path, texts, args.iterations, os.path.join(tmp, "trl"))
+        trl = run_trl(hf_dir, texts, args.iterations, os.path.join(tmp, "trl"))
     tokens = PROMPTS * SAMPLES * NEW_TOKENS
     print(f"model={args.model} float32, {PROMPTS} prompts x {SAMPLES} samples, {PROMPT_TOKENS}+{NEW_TOKENS} tokens")
     print("| side | generated tok/s | generate s | update s | iteration s | generate share |")

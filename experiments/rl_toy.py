@@ -1,4 +1,5 @@
-"""On-policy RL from one shared start: REINFORCE, RLOO, PPO and PPO-ptx on the toy letters task (`tiny`), or
+"""On-policy RL from one shared start: REINFORCE, RLOO, PPO, PPO-ptx, GRPO, Dr. GRPO, DAPO and GSPO on the toy
+letters task (`tiny`), or
 REINFORCE and PPO on SmolLM2 controlled sentiment with VADER as the gold judge (`smollm2`).
 
     python experiments/rl_toy.py --workdir=/tmp/rl_toy            # toy task, ~3 min on 2 CPU cores
@@ -18,12 +19,16 @@ import os
 from rlaif_jax import config_defaults, pipelines
 from rlaif_jax.train.rl_loop import samples_per_prompt
 
-METHODS = {  # name -> (run directory, config file, overrides)
-    "REINFORCE (RLAIF App. F)": ("reinforce", "reinforce", {}),
-    "REINFORCE, per-token baseline V(x, y<t)": ("reinforce_per_token", "reinforce", {"rl.baseline": "per_token"}),
-    "RLOO (k=4)": ("rloo", "rloo", {}),
-    "PPO": ("ppo", "ppo", {}),
-    "PPO-ptx (γ=1)": ("ppo_ptx", "ppo", {"rl.ptx_coef": 1.0}),
+METHODS = {  # name -> (run directory, config file, its argument after the size, overrides)
+    "REINFORCE (RLAIF App. F)": ("reinforce", "reinforce", "", {}),
+    "REINFORCE, per-token baseline V(x, y<t)": ("reinforce_per_token", "reinforce", "", {"rl.baseline": "per_token"}),
+    "RLOO (k=4)": ("rloo", "rloo", "", {}),
+    "PPO": ("ppo", "ppo", "", {}),
+    "PPO-ptx (γ=1)": ("ppo_ptx", "ppo", "", {"rl.ptx_coef": 1.0}),
+    "GRPO (G=4)": ("grpo", "grpo", "", {}),
+    "Dr. GRPO (G=4)": ("dr_grpo", "grpo", "_dr_grpo", {}),
+    "DAPO (G=4)": ("dapo", "grpo", "_dapo", {}),
+    "GSPO (G=4)": ("gspo", "grpo", "_gspo", {}),
 }
 
 
@@ -49,10 +54,10 @@ def run(workdir: str, smoke: bool, size: str = "tiny", methods: tuple[str, ...] 
             pipelines.run(sft_config, sft_dir)
         start_model = os.path.join(sft_dir, "hf_model")
     rows = []
-    for name, (run_name, config_name, overrides) in METHODS.items():
+    for name, (run_name, config_name, arg_suffix, overrides) in METHODS.items():
         if methods is not None and run_name not in methods:
             continue
-        config = config_defaults.load_config_file(config_name, size)
+        config = config_defaults.load_config_file(config_name, size + arg_suffix)
         config.sft_first = False
         if start_model is not None:
             config.model.name = start_model
@@ -93,7 +98,7 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--smoke", action="store_true", help="a few steps per method (for tests)")
     parser.add_argument("--size", default="tiny", choices=("tiny", "smollm2"), help="toy task or SmolLM2 sentiment")
-    parser.add_argument("--methods", default="", help="comma-separated run names (reinforce,rloo,ppo,ppo_ptx)")
+    parser.add_argument("--methods", default="", help="comma-separated run names (reinforce,rloo,ppo,grpo,dapo,...)")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     rows = run(args.workdir, args.smoke, args.size, tuple(args.methods.split(",")) if args.methods else None)

@@ -18,8 +18,9 @@ def load_experiment():
 
 @pytest.mark.slow
 def test_every_method_raises_toy_gold_reward_at_bounded_kl(tmp_path, record_diff):
-    """The full experiment (the table in experiments/results/rl_toy.md): REINFORCE with either baseline, RLOO, PPO
-    and PPO-ptx each raise the held-out gold reward over the shared SFT start, at a bounded KL."""
+    """The full experiment (the table in experiments/results/rl_toy.md): REINFORCE with either baseline, RLOO, PPO,
+    PPO-ptx, GRPO, Dr. GRPO, DAPO and GSPO each raise the held-out gold reward over the shared SFT start, at a
+    bounded KL; the GRPO family's sampler-trainer log-prob gap stays at float error and its compile count is flat."""
     experiment = load_experiment()
     rows = experiment.run(str(tmp_path), smoke=False)
     assert [row["method"] for row in rows] == list(experiment.METHODS)
@@ -32,3 +33,10 @@ def test_every_method_raises_toy_gold_reward_at_bounded_kl(tmp_path, record_diff
     assert json.loads((tmp_path / "reinforce" / "eval_end.json").read_text())["gold_reward"] == rows[0]["end_gold"]
     ptx = json.loads((tmp_path / "ppo_ptx" / "metrics.jsonl").read_text().splitlines()[0])
     assert ptx["ptx_loss"] > 0  # PPO-ptx did mix in the pretraining NLL
+    for run_name in ("grpo", "dr_grpo", "dapo", "gspo"):  # the GRPO family on the same loop
+        rows = [json.loads(line) for line in (tmp_path / run_name / "metrics.jsonl").read_text().splitlines()]
+        gap = record_diff(f"{run_name}: max |sampler - trainer log p|", max(r["sampler_gap_max"] for r in rows), 1e-5)
+        assert gap <= 1e-5  # f32 on CPU: the sampler's own log-probs equal the trainer's recomputation
+        assert rows[-1]["compiles"] == rows[1]["compiles"]  # fixed shapes: nothing compiles after the first iterations
+    dapo = [json.loads(line) for line in (tmp_path / "dapo" / "metrics.jsonl").read_text().splitlines()]
+    assert max(row["groups_dropped"] for row in dapo) > 0  # late rollouts have all-correct groups: dropped

@@ -101,7 +101,7 @@ def our_loss_and_grad(case, advantages, *, loss, eps_low, eps_high, beta, tis=No
     aggregation = grpo.AGGREGATIONS[loss]
 
     def objective(logprobs):
-        per_token, _, _ = grpo.per_token_loss(
+        per_token, clipped, _ = grpo.per_token_loss(
             logprobs,
             case["old"],
             case["ref"],
@@ -114,10 +114,10 @@ def our_loss_and_grad(case, advantages, *, loss, eps_low, eps_high, beta, tis=No
             token_weights=tis,
         )
         loss_sum, count = grpo.aggregate(per_token, case["mask"], aggregation, max_length=R)
-        return loss_sum / count  # what make_train_step differentiates for one micro-batch
+        return loss_sum / count, clipped  # what make_train_step differentiates for one micro-batch
 
-    value, grad = jax.value_and_grad(objective)(jnp.asarray(case["logprobs"]))
-    return float(value), np.asarray(grad)
+    (value, clipped), grad = jax.value_and_grad(objective, has_aux=True)(jnp.asarray(case["logprobs"]))
+    return float(value), np.asarray(grad), np.asarray(clipped)
 
 
 LOSS_CASES = {  # ours -> (TRL loss_type, importance_sampling_level, ε_low, ε_high, β, scale advantages)
@@ -147,19 +147,10 @@ def test_loss_and_gradient_equal_trl(trl_grpo, case, loss, with_tis, record_diff
         beta=beta,
         tis=tis,
     )
-    ours, grad = our_loss_and_grad(case, advantages, loss=loss, eps_low=eps_low, eps_high=eps_high, beta=beta, tis=tis)
-    _, clipped, _ = grpo.per_token_loss(
-        case["logprobs"],
-        case["old"],
-        case["ref"],
-        advantages,
-        case["mask"],
-        eps_low=eps_low,
-        eps_high=eps_high,
-        kl_coef=beta,
-        sequence_ratio=loss == "gspo",
+    ours, grad, clipped = our_loss_and_grad(
+        case, advantages, loss=loss, eps_low=eps_low, eps_high=eps_high, beta=beta, tis=tis
     )
-    assert 0 < np.asarray(clipped)[case["mask"]].mean() < 1  # both branches of the min are exercised
+    assert 0 < clipped[case["mask"]].mean() < 1  # both branches of the min are exercised
     name = f"{loss}{' + TIS' if with_tis else ''}"
     assert record_diff(f"|ours - TRL| {name} loss", abs(ours - expected), 1e-5) <= 1e-5
     assert record_diff(f"grad max|ours - TRL| {name}", np.abs(grad - expected_grad).max(), 1e-6) <= 1e-6
