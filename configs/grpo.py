@@ -50,6 +50,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         config.rl.prompts = config_defaults.prompts("arithmetic")
         config.rl.reward = "arithmetic + 0.1*format"
         config.rl.gold_reward = "arithmetic"
+        config.rl.max_prompt_length = 96  # the chat-templated word problems run to ~70 tokens
         config.rl.max_new_tokens = 32
         config.rl.temperature = config.rl.eval_temperature = 0.7
         config.rl.prompts_per_rollout = 4  # 32 sequences per rollout
