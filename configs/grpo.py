@@ -8,7 +8,8 @@ and GSPO (Zheng et al. 2025); `rlaif_jax/losses/grpo.py` has the math.
 The argument is SIZE or SIZE_LOSS: SIZE in tiny | smollm2 | paper, LOSS in grpo | dr_grpo | dapo | gspo (default
 grpo); each loss comes with the settings its paper pairs it with (clip range, KL, DAPO's filters). `tiny`
 fine-tunes on noisy toy demonstrations first (WORKDIR/sft); `smollm2` learns the verifiable arithmetic task (exact
-answer + 0.1 x answer format; held-out accuracy in `gold_reward`). WORKDIR/eval_start.json and eval_end.json hold
+answer + 0.1 x answer format; held-out accuracy in `gold_reward`; measured 0.047 -> 0.250 on 64 prompts at KL 5.0
+in 15.6 min on 2 CPU cores, experiments/results/rl_speed.md). WORKDIR/eval_start.json and eval_end.json hold
 the held-out gold reward and KL before and after, as for the other RL jobs. No GRPO-family value here is read from
 a paper's full text (../shared/PAPER_FACTS.md §7): every `paper` value is UNVERIFIED.
 """
