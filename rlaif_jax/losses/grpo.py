@@ -29,12 +29,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rlaif_jax.losses.logprobs import masked_sum, response_logprobs, zero_masked
+from rlaif_jax.losses.ppo import kl_penalty
+
 LOSSES = ("grpo", "dr_grpo", "dapo", "gspo")
 AGGREGATIONS = {"grpo": "sequence_mean", "gspo": "sequence_mean", "dr_grpo": "constant_length", "dapo": "token_mean"}
-
-
-def _masked(values: jax.Array, mask: jax.Array) -> jax.Array:
-    return jnp.where(mask.astype(bool), values.astype(jnp.float32), 0.0)
 
 
 def _grouped(rewards: jax.Array, group_size: int, name: str) -> jax.Array:
@@ -94,7 +93,7 @@ def tis_weights(old_logprobs, sampler_logprobs, mask, *, cap: float) -> jax.Arra
     """
     if cap <= 0:
         raise ValueError(f"tis_weights: cap must be > 0, got {cap}")
-    log_ratio = _masked(old_logprobs, mask) - _masked(sampler_logprobs, mask)
+    log_ratio = zero_masked(old_logprobs, mask) - zero_masked(sampler_logprobs, mask)
     weights = jnp.minimum(jnp.exp(log_ratio), cap)
     return jax.lax.stop_gradient(jnp.where(mask.astype(bool), weights, 0.0))
 
@@ -123,8 +122,8 @@ def per_token_loss(
     if eps_low < 0 or eps_high < eps_low:
         raise ValueError(f"per_token_loss: need 0 <= eps_low <= eps_high, got eps_low={eps_low}, eps_high={eps_high}")
     mask = mask.astype(bool)
-    logprobs = _masked(logprobs, mask)
-    log_ratio = logprobs - jax.lax.stop_gradient(_masked(old_logprobs, mask))
+    logprobs = zero_masked(logprobs, mask)
+    log_ratio = logprobs - jax.lax.stop_gradient(zero_masked(old_logprobs, mask))
     if sequence_ratio:
         length = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1).astype(jnp.float32)
         log_ratio = jnp.broadcast_to(jnp.sum(log_ratio, axis=-1, keepdims=True) / length, log_ratio.shape)
@@ -138,8 +137,7 @@ def per_token_loss(
     if token_weights is not None:
         loss = loss * jax.lax.stop_gradient(token_weights.astype(jnp.float32))
     if kl_coef:
-        log_rho = jnp.minimum(jax.lax.stop_gradient(_masked(ref_logprobs, mask)) - logprobs, 20.0)
-        loss = loss + kl_coef * (jnp.expm1(log_rho) - log_rho)  # k3 >= 0; exp(20) keeps it finite
+        loss = loss + kl_coef * kl_penalty(logprobs, jax.lax.stop_gradient(ref_logprobs), kind="k3", mask=mask)
     return (
         jnp.where(mask, loss, 0.0),
         mask & (clipped_term < unclipped),
@@ -176,8 +174,6 @@ def grpo_loss_fn(
     advantages [n]. Log-probs are taken at `temperature` (the rollout's). Metrics: loss, policy_loss (the
     surrogate alone), kl (k3 per token), clip_fraction, ratio_max.
     """
-    from rlaif_jax.losses.logprobs import masked_sum, response_logprobs
-
     if loss not in LOSSES:
         raise ValueError(f"grpo_loss_fn: loss={loss!r}; expected one of {LOSSES}")
     aggregation = AGGREGATIONS[loss]
@@ -193,22 +189,25 @@ def grpo_loss_fn(
             prompt_length,
             temperature=temperature,
         )
-        common = dict(
-            eps_low=eps_low, eps_high=eps_high, sequence_ratio=loss == "gspo", token_weights=batch.get("tis_weights")
+        surrogate, clipped, ratio = per_token_loss(
+            logprobs,
+            batch["old_logprobs"],
+            batch["ref_logprobs"],
+            batch["advantages"],
+            mask,
+            eps_low=eps_low,
+            eps_high=eps_high,
+            kl_coef=0.0,  # added below, so that the surrogate alone is logged too
+            sequence_ratio=loss == "gspo",
+            token_weights=batch.get("tis_weights"),
         )
-        per_token, clipped, ratio = per_token_loss(
-            logprobs, batch["old_logprobs"], batch["ref_logprobs"], batch["advantages"], mask, kl_coef=kl_coef, **common
-        )
-        surrogate, _, _ = per_token_loss(
-            logprobs, batch["old_logprobs"], batch["ref_logprobs"], batch["advantages"], mask, kl_coef=0.0, **common
-        )
-        loss_sum, count = aggregate(per_token, mask, aggregation, max_length=max_new_tokens)
+        k3 = kl_penalty(logprobs, jax.lax.stop_gradient(batch["ref_logprobs"]), kind="k3", mask=mask)
+        loss_sum, count = aggregate(surrogate + kl_coef * k3, mask, aggregation, max_length=max_new_tokens)
         tokens = jnp.sum(mask.astype(jnp.float32))
-        log_rho = jnp.where(mask, batch["ref_logprobs"] - logprobs, 0.0)
         return loss_sum, {
             "loss": (loss_sum, count),
             "policy_loss": aggregate(surrogate, mask, aggregation, max_length=max_new_tokens),
-            "kl_k3": (masked_sum(jnp.expm1(log_rho) - log_rho, mask), tokens),
+            "kl_k3": (masked_sum(k3, mask), tokens),
             "clip_fraction": (masked_sum(clipped.astype(jnp.float32), mask), tokens),
             "ratio_max": (jnp.max(jnp.where(mask, ratio, 0.0)), jnp.float32(1.0)),
         }

@@ -25,6 +25,12 @@ def next_token_logprobs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
     return token_logprobs(logits, targets)[:, :-1]
 
 
+def zero_masked(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """`values` in float32 where `mask`, 0 elsewhere (any shape they share): padding, even +-inf or NaN, is replaced
+    before any nonlinearity, so it reaches neither results nor gradients."""
+    return jnp.where(mask.astype(bool), values.astype(jnp.float32), 0.0)
+
+
 def masked_sum(values: jax.Array, mask: jax.Array) -> jax.Array:
     """Sum of `values` where `mask` (any shape they share); padding values, even +-inf or NaN, never leak in."""
     return jnp.sum(jnp.where(mask.astype(bool), values, 0.0))

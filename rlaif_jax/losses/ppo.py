@@ -12,12 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rlaif_jax.losses.logprobs import masked_mean, masked_sum
+from rlaif_jax.losses.logprobs import masked_mean, masked_sum, zero_masked
 from rlaif_jax.losses.reward_model import last_token_index
-
-
-def _masked(values: jax.Array, mask: jax.Array) -> jax.Array:
-    return jnp.where(mask.astype(bool), values.astype(jnp.float32), 0.0)
 
 
 def gae(rewards, values, mask, *, gamma: float, lam: float) -> tuple[jax.Array, jax.Array]:
@@ -27,7 +23,7 @@ def gae(rewards, values, mask, *, gamma: float, lam: float) -> tuple[jax.Array, 
     rewards, values, mask: [batch, seq]. Returns (advantages, returns = advantages + values), float32 [batch, seq].
     """
     mask = mask.astype(bool)
-    rewards, values = _masked(rewards, mask), _masked(values, mask)
+    rewards, values = zero_masked(rewards, mask), zero_masked(values, mask)
 
     def step(carry, inputs):
         (next_value, next_advantage), (reward, value, is_token) = carry, inputs
@@ -47,7 +43,7 @@ def whiten(values, mask, *, shift_mean: bool = True) -> jax.Array:
     is added back (only the scale changes). values, mask: [batch, seq]. Returns float32 [batch, seq], 0 where masked.
     """
     mask = mask.astype(bool)
-    values = _masked(values, mask)
+    values = zero_masked(values, mask)
     mean = masked_mean(values, mask)
     variance = masked_sum(jnp.square(values - mean), mask) / jnp.maximum(jnp.sum(mask) - 1.0, 1.0)
     whitened = (values - mean) * jax.lax.rsqrt(variance + 1e-8) + (0.0 if shift_mean else mean)
@@ -62,7 +58,7 @@ def kl_penalty(logprobs, ref_logprobs, *, kind: str = "k1", mask=None) -> jax.Ar
     logprobs, ref_logprobs: [batch, seq]; mask: optional [batch, seq]. Returns float32 [batch, seq] (0 where masked).
     """
     log_ratio = logprobs.astype(jnp.float32) - ref_logprobs.astype(jnp.float32)
-    log_ratio = log_ratio if mask is None else _masked(log_ratio, mask)
+    log_ratio = log_ratio if mask is None else zero_masked(log_ratio, mask)
     if kind == "k1":
         return log_ratio
     if kind == "k2":
@@ -82,7 +78,7 @@ def per_token_rewards(score, kl, mask, *, kl_coef) -> jax.Array:
     tokens. The score goes on the last unmasked token (the EOS, never padding). Returns float32 [batch, seq].
     """
     mask = mask.astype(bool)
-    rewards = -jnp.asarray(kl_coef, jnp.float32) * _masked(kl, mask)
+    rewards = -jnp.asarray(kl_coef, jnp.float32) * zero_masked(kl, mask)
     is_last = mask & (jnp.arange(mask.shape[-1])[None, :] == last_token_index(mask)[:, None])
     return rewards + jnp.where(is_last, score.astype(jnp.float32)[:, None], 0.0)
 
@@ -96,8 +92,8 @@ def policy_loss(logprobs, old_logprobs, advantages, mask, *, clip_ratio: float, 
     masked.
     """
     mask = mask.astype(bool)
-    ratio = jnp.exp(_masked(logprobs, mask) - jax.lax.stop_gradient(_masked(old_logprobs, mask)))
-    advantages = jax.lax.stop_gradient(_masked(advantages, mask))
+    ratio = jnp.exp(zero_masked(logprobs, mask) - jax.lax.stop_gradient(zero_masked(old_logprobs, mask)))
+    advantages = jax.lax.stop_gradient(zero_masked(advantages, mask))
     unclipped_loss = -advantages * ratio
     clipped_loss = -advantages * jnp.clip(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)
     per_token_loss = jnp.maximum(unclipped_loss, clipped_loss)
@@ -113,8 +109,8 @@ def value_loss(values, old_values, returns, mask, *, clip_range: float) -> jax.A
     values, old_values, returns, mask: [batch, seq] (old_values, returns: constants). Returns float32 [batch, seq].
     """
     mask = mask.astype(bool)
-    values = _masked(values, mask)
-    old_values, returns = (jax.lax.stop_gradient(_masked(x, mask)) for x in (old_values, returns))
+    values = zero_masked(values, mask)
+    old_values, returns = (jax.lax.stop_gradient(zero_masked(x, mask)) for x in (old_values, returns))
     clipped_values = old_values + jnp.clip(values - old_values, -clip_range, clip_range)
     loss = 0.5 * jnp.maximum(jnp.square(values - returns), jnp.square(clipped_values - returns))
     return jnp.where(mask, loss, 0.0)
@@ -132,7 +128,7 @@ def explained_variance(values, returns, mask) -> jax.Array:
 
     Variances are biased (÷ n); constant returns give 0 rather than NaN.
     """
-    values, returns = _masked(values, mask), _masked(returns, mask)
+    values, returns = zero_masked(values, mask), zero_masked(returns, mask)
     returns_variance = masked_mean(jnp.square(returns - masked_mean(returns, mask)), mask)
     residual = returns - values
     residual_variance = masked_mean(jnp.square(residual - masked_mean(residual, mask)), mask)

@@ -18,9 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-
-def _masked(values: jax.Array, mask: jax.Array) -> jax.Array:
-    return jnp.where(mask.astype(bool), values.astype(jnp.float32), 0.0)
+from rlaif_jax.losses.logprobs import zero_masked
 
 
 def rlaif_returns(score, logprobs, ref_logprobs, mask, *, beta: float) -> jax.Array:
@@ -29,7 +27,7 @@ def rlaif_returns(score, logprobs, ref_logprobs, mask, *, beta: float) -> jax.Ar
     score: [batch] (the RM or d-RLAIF score of each response); logprobs, ref_logprobs, mask: [batch, seq] over
     response tokens. The KL is the sampled-sequence (k1) estimate. Returns float32 [batch], under stop_gradient.
     """
-    sequence_kl = jnp.sum(_masked(logprobs, mask) - _masked(ref_logprobs, mask), axis=-1)
+    sequence_kl = jnp.sum(zero_masked(logprobs, mask) - zero_masked(ref_logprobs, mask), axis=-1)
     returns = (1.0 - beta) * score.astype(jnp.float32) - beta * sequence_kl
     return jax.lax.stop_gradient(returns)
 
@@ -46,8 +44,8 @@ def reinforce_policy_loss(logprobs, advantages, mask, token_weights=None) -> jax
     if token_weights is not None:
         logprobs = logprobs.astype(jnp.float32) * jax.lax.stop_gradient(token_weights.astype(jnp.float32))
     if advantages.ndim == 2:
-        return -jnp.sum(_masked(advantages * logprobs.astype(jnp.float32), mask), axis=-1)
-    sequence_logprob = jnp.sum(_masked(logprobs, mask), axis=-1)
+        return -jnp.sum(zero_masked(advantages * logprobs.astype(jnp.float32), mask), axis=-1)
+    sequence_logprob = jnp.sum(zero_masked(logprobs, mask), axis=-1)
     return -advantages * sequence_logprob
 
 
@@ -104,7 +102,7 @@ def reinforce_loss_fn(policy_module, value_module, *, prompt_length, value_coef,
         pg = reinforce_policy_loss(logprobs, batch["advantages"], mask, batch.get("tis_weights"))
         values = response_values(value_module, params["value"], tokens, attention_mask, prompt_length)
         if baseline == "per_token":
-            per_token = _masked(baseline_value_loss(values, batch["returns"]), mask)
+            per_token = zero_masked(baseline_value_loss(values, batch["returns"]), mask)
             vl = jnp.sum(per_token, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1)
         else:
             vl = baseline_value_loss(values[:, 0], batch["returns"])
