@@ -94,7 +94,8 @@ def rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
             algorithm=algorithm,  # 'ppo', 'reinforce' (RLAIF App. F), 'rloo' or 'grpo'
             loss="grpo",  # algorithm 'grpo': 'grpo', 'dr_grpo', 'dapo' or 'gspo' (losses/grpo.py)
             prompts=prompts("toy" if tiny else "sentiment"),  # prompt source (data/prompts.py)
-            reward="toy" if tiny else "sentiment",  # trained-on reward: 'toy', 'sentiment' or 'reward_model:RM_WORKDIR'
+            reward="toy" if tiny else "sentiment",  # trained-on reward, by name (rewards/by_name.py): 'toy',
+            # 'sentiment', 'arithmetic', 'reward_model:RM_WORKDIR', 'd_rlaif:...', rules, or a sum 'a + 0.1*format'
             gold_reward="toy" if tiny else "sentiment",  # judge of the held-out evaluation; '' = the trained-on reward
             use_chat_template=not tiny,  # prompts as a chat user turn
             max_prompt_length=16 if tiny else 64,  # prompts are left-padded to this many tokens

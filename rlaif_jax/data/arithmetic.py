@@ -8,6 +8,7 @@ and any file of such prompts can be scored.
 
 from __future__ import annotations
 
+import operator
 import re
 import zlib
 
@@ -16,37 +17,37 @@ import numpy as np
 INSTRUCTION = "Solve the problem. End your reply with 'Answer: <number>'."
 _NAMES = ("Ann", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana")
 _ITEMS = ("apples", "books", "coins", "pens", "shells", "stamps")
-# (template, regex that reads the operands back, operation); `{x}`, `{y}` are the operands.
+# (template, regex that reads the operands back, operator); `{x}`, `{y}` are the operands.
 _TEMPLATES = (
-    ("What is {x} + {y}?", r"What is (\d+) \+ (\d+)\?", lambda x, y: x + y),
-    ("What is {x} - {y}?", r"What is (\d+) - (\d+)\?", lambda x, y: x - y),
-    ("What is {x} times {y}?", r"What is (\d+) times (\d+)\?", lambda x, y: x * y),
+    ("What is {x} + {y}?", r"What is (\d+) \+ (\d+)\?", "+"),
+    ("What is {x} - {y}?", r"What is (\d+) - (\d+)\?", "-"),
+    ("What is {x} times {y}?", r"What is (\d+) times (\d+)\?", "*"),
     (
         "{name} has {x} {item} and gets {y} more. How many {item} does {name} have now?",
         r"has (\d+) \w+ and gets (\d+) more\.",
-        lambda x, y: x + y,
+        "+",
     ),
     (
         "{name} has {x} {item} and gives away {y}. How many {item} are left?",
         r"has (\d+) \w+ and gives away (\d+)\.",
-        lambda x, y: x - y,
+        "-",
     ),
     (
         "{name} buys {x} boxes with {y} {item} in each. How many {item} is that?",
         r"buys (\d+) boxes with (\d+) \w+ in each\.",
-        lambda x, y: x * y,
+        "*",
     ),
 )
+_OPERATIONS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 _SPLIT_SEEDS = {"train": 0, "held_out": 1_000_003}
 
 
 def problem(rng: np.random.Generator) -> str:
     """One problem statement (without the instruction)."""
-    template, _, _ = _TEMPLATES[rng.integers(len(_TEMPLATES))]
-    multiply = "times" in template or "boxes" in template
-    x = int(rng.integers(2, 13 if multiply else 100))
-    y = int(rng.integers(2, 13 if multiply else 100))
-    if "-" in template or "gives away" in template:
+    template, _, operator_symbol = _TEMPLATES[rng.integers(len(_TEMPLATES))]
+    high = 13 if operator_symbol == "*" else 100  # products stay small
+    x, y = int(rng.integers(2, high)), int(rng.integers(2, high))
+    if operator_symbol == "-":
         x, y = max(x, y), min(x, y)  # answers stay >= 0
     return template.format(x=x, y=y, name=_NAMES[rng.integers(len(_NAMES))], item=_ITEMS[rng.integers(len(_ITEMS))])
 
@@ -83,10 +84,10 @@ def arithmetic_prompts(split: str, num_prompts: int = 512, seed: int = 0) -> lis
 def answer_of(prompt: str) -> int:
     """The exact answer of an arithmetic prompt (read back from its text). Raises ValueError for a prompt that no
     template matches (not a prompt of this task)."""
-    for _, pattern, operation in _TEMPLATES:
+    for _, pattern, operator_symbol in _TEMPLATES:
         match = re.search(pattern, prompt)
         if match:
-            return operation(int(match.group(1)), int(match.group(2)))
+            return _OPERATIONS[operator_symbol](int(match.group(1)), int(match.group(2)))
     raise ValueError(f"not an arithmetic-task prompt: {prompt[:80]!r}")
 
 

@@ -13,9 +13,8 @@ import os
 
 from rlaif_jax import sharding
 from rlaif_jax import workdir as run_dir
-from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.models.setup import build_mesh, build_model
-from rlaif_jax.pipelines.rlcd_stages import agreement_results, check_settings
+from rlaif_jax.pipelines.rlcd_stages import agreement_results, check_settings, read_pair_rows
 
 OUTPUT_FILE = "rm_gold_agreement.json"
 
@@ -39,7 +38,6 @@ def run(config, workdir: str) -> dict:
     def compute() -> dict:
         mesh = build_mesh(config)
         policy = build_model(config.model, mesh, sharding.normalize_rules(config.mesh.rules))
-        train_rows = [{k: v for k, v in row.items() if k != "_source"} for row in read_jsonl(settings.train_pairs)]
-        return agreement_results(config, policy, settings.reward_model, train_rows)
+        return agreement_results(config, policy, settings.reward_model, read_pair_rows(settings.train_pairs))
 
     return run_dir.cached_json(os.path.join(workdir, OUTPUT_FILE), compute)

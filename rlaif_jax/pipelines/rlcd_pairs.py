@@ -20,17 +20,13 @@ import numpy as np
 
 from rlaif_jax import sharding
 from rlaif_jax import workdir as run_dir
-from rlaif_jax.data.jsonl import read_jsonl, write_jsonl
+from rlaif_jax.data.jsonl import write_jsonl
 from rlaif_jax.feedback import rlcd
 from rlaif_jax.models.setup import build_mesh, build_model
-from rlaif_jax.pipelines.rlcd_stages import check_settings, contrast_pairs, task_prompt_texts
+from rlaif_jax.pipelines.rlcd_stages import check_settings, contrast_pairs, read_pair_rows, task_prompt_texts
 
 PAIRS_FILE = "pairs.jsonl"
 RESCORED_FILE = "pairs_rescored.jsonl"
-
-
-def _rows(path: str) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "_source"} for row in read_jsonl(path)]
 
 
 def check_config(config) -> None:
@@ -69,7 +65,7 @@ def run(config, workdir: str) -> dict:
     if config.rlcd.rescore and not os.path.exists(rescored_path):
         from rlaif_jax.feedback import choice_probabilities
 
-        train_rows = _rows(pairs_path)
+        train_rows = read_pair_rows(pairs_path)
         positive_first = np.random.default_rng([config.seed, 11]).random(len(train_rows)) < 0.5
         texts = rlcd.rescore_prompts(train_rows, rlcd.affix_set(config.rlcd.affixes), positive_first)
         start = time.perf_counter()
@@ -82,5 +78,5 @@ def run(config, workdir: str) -> dict:
         results["rescore"] = {"flipped": flipped, "seconds_per_pair": (time.perf_counter() - start) / len(texts)}
         run_dir.write_json(workdir, "rescore_stats.json", results["rescore"])
     if not results:  # everything was there: report what the files hold
-        results["pairs"] = {"num_pairs": len(_rows(pairs_path))}
+        results["pairs"] = {"num_pairs": len(read_pair_rows(pairs_path))}
     return results

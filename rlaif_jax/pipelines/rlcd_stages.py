@@ -22,6 +22,7 @@ import numpy as np
 
 from rlaif_jax import sampling
 from rlaif_jax.data import prompts as prompt_data
+from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.tokenize import encode_prompt
 from rlaif_jax.data.toy import LETTERS, PROMPT_PREFIX, RESPONSE_LETTERS, toy_rows
 from rlaif_jax.feedback import rlcd
@@ -138,6 +139,11 @@ def contrast_pairs(lm, prompts: Sequence[str], config, *, seed: int, rng: jax.Ar
         "seconds_per_sample": seconds / max(len(ids), 1),
     }
     return rows, stats
+
+
+def read_pair_rows(path: str) -> list[dict]:
+    """The rows of a pairs JSONL file (`pairs.jsonl`, `pairs_rescored.jsonl`) without read_jsonl's `_source`."""
+    return [{k: v for k, v in row.items() if k != "_source"} for row in read_jsonl(path)]
 
 
 def gold_agreement(rm_margins: np.ndarray, gold_margins: np.ndarray) -> dict:

@@ -103,6 +103,20 @@ def test_config_errors_name_the_key_before_any_stage_runs(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing ran
 
 
+def test_stage_jobs_refuse_missing_inputs_naming_the_key(tmp_path):
+    from rlaif_jax.pipelines import rlcd_agreement, rlcd_demos
+
+    agreement = tiny_config().stages.agreement.copy_and_resolve_references()
+    agreement.agreement.reward_model = str(tmp_path / "no_rm")
+    with pytest.raises(FileNotFoundError, match=r"config.agreement.reward_model: no .*no_rm"):
+        rlcd_agreement.run(agreement, str(tmp_path / "agreement"))
+    demos = tiny_config().stages.demos.copy_and_resolve_references()
+    demos.noise = (0.5, 0.0)
+    with pytest.raises(ValueError, match=r"config.noise=\(0.5, 0.0\): expected 3 values"):
+        rlcd_demos.run(demos, str(tmp_path / "demos"))
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 @pytest.mark.parametrize("arg", ["tiny", "smollm2", "paper", "tiny_rescore", "smollm2_rescore", "paper_rescore"])
 def test_every_rlcd_chain_passes_its_checks_and_shares_its_settings(arg):
     config = config_defaults.load_config_file("rlcd", arg)

@@ -84,6 +84,7 @@ def test_weighted_sum_of_rules_by_hand():
         ("gold", r"reward 'gold': unknown reward 'gold'"),
         ("arithmetic + ", r"empty term in the sum"),
         ("length:many", r"'length:MAX_WORDS' needs an integer, got 'length:many'"),
+        ("arithmetic + 0.5*length:0", r"length penalty: max_words must be >= 1, got 0"),
     ],
 )
 def test_bad_reward_specs_name_the_term(spec, message):
