@@ -6,9 +6,12 @@
 An iteration: 8 prompts x 8 samples, 64-token prompts, exactly 64 new tokens (no stop token on either side: HF
 `min_new_tokens`, our policy without EOS ids), the reward, policy and reference log-probs, and one optimizer step
 over the 64 sequences (GRPO loss, β = 0.04, lr 1e-6). Ours is `rl_loop.train_policy` (the library's RL loop, one
-device); TRL's is `GRPOTrainer.train` with HF generation (no vLLM). Each side runs `--iterations` + 1 iterations
-and the first (compilation, allocator warm-up) is dropped. Prints generated tokens/s for both, each side's split
-between generation and update, and `ratio R` (TRL's seconds per iteration / ours) as the last line.
+device; each prompt runs once for its 8 samples, `rl.shared_prefix`, and π_old is the sampler's own log-probs,
+`rl.old_logprobs='sampler'`, where TRL at `num_iterations=1` takes the current log-probs detached: neither side
+runs a separate policy pass); TRL's is `GRPOTrainer.train` with HF generation (no vLLM). Each side runs
+`--iterations` + 1 iterations and the first (compilation, allocator warm-up) is dropped. Prints generated tokens/s
+for both, each side's split between generation and update, and `ratio R` (TRL's seconds per iteration / ours) as
+the last line.
 Needs the test extra (torch, trl) for TRL's side.
 """
 
@@ -60,6 +63,7 @@ def run_ours(model: str, texts, ids, iterations: int, workdir: str) -> dict:
     rl.samples_per_prompt, rl.prompts_per_rollout, rl.minibatch_size = SAMPLES, PROMPTS, PROMPTS * SAMPLES
     rl.max_prompt_length, rl.max_new_tokens, rl.temperature, rl.eval_prompts = PROMPT_TOKENS, NEW_TOKENS, 1.0, 1
     rl.kl_coef = 0.04
+    rl.old_logprobs = "sampler"  # like TRL at num_iterations=1, which detaches the current log-probs as π_old
     config.optimizer.learning_rate = 1e-6
     config.train.num_steps = iterations + 1  # one step per iteration
     mesh, rules = build_mesh(config), sharding.normalize_rules(config.mesh.rules)

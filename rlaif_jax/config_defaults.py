@@ -118,6 +118,9 @@ def rl(arg: str, algorithm: str) -> ml_collections.ConfigDict:
             clip_ratio_high=0.0,  # GRPO family ε_high (DAPO's clip-higher); 0 = clip_ratio
             kl_in_reward=False,  # GRPO: β·KL (k1) subtracted from the reward instead of β·k3 in the loss
             tis_cap=0.0,  # truncated importance sampling cap C on π_trainer / π_sampler per token; 0 = off
+            old_logprobs="trainer",  # π_old of the ratios and the KL: 'trainer' (recomputed; logs the sampler gap)
+            # or 'sampler' (the sampler's own log-probs: one forward pass less per rollout, exact to 1e-5 in f32)
+            shared_prefix=True,  # the k samples of a prompt run the prompt once when scored and trained on
             drop_equal_groups=False,  # GRPO / RLOO: mask out groups whose rewards are all equal (DAPO)
             overlong_filter=False,  # mask out responses cut at max_new_tokens without a stop token (DAPO)
             overlong_cache=0,  # DAPO soft overlong penalty band L_cache (tokens before max_new_tokens); 0 = off

@@ -1,6 +1,8 @@
 """The one entry point: `python -m rlaif_jax.main --config=configs/NAME.py:ARG --workdir=DIR [--config.key=value]`.
 
 Parses flags, checks every `--config.` override names an existing key, and runs the pipeline `config.job` names.
+Exit codes: 0 done; 75 (`preemption.PREEMPTED_EXIT_CODE`) stopped by SIGTERM / SIGINT at a saved step (rerun the
+same command to resume); anything else failed.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ def main(argv) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    from rlaif_jax import pipelines
+    from rlaif_jax import pipelines, preemption
 
-    pipelines.run(_CONFIG.value, _WORKDIR.value)
+    try:
+        pipelines.run(_CONFIG.value, _WORKDIR.value)
+    except preemption.Preempted as stopped:
+        logging.warning("%s", stopped)
+        sys.exit(preemption.PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> str:
             if f.read() == text:
                 return path
         os.rename(path, f"{path}.prev-{_next_prev_index(workdir)}")
-    _atomic_write(path, text)
+    write_text_atomic(path, text)
     return path
 
 
@@ -74,7 +74,9 @@ def _next_prev_index(workdir: str) -> int:
     return max(taken, default=0) + 1
 
 
-def _atomic_write(path: str, text: str) -> None:
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes `text` to `path` so that a reader (or a run killed mid-write) sees the old file or the new one, never
+    a part: a uniquely named temp file in the same directory, fsync, then rename over `path`."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + ".tmp-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -126,7 +128,7 @@ def truncate_metrics(workdir: str, step: int) -> None:
     if not os.path.exists(path):
         return
     kept = [r for r in _parse_metrics(path) if r["step"] <= step]
-    _atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept))
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _to_scalar(key: str, value: Scalar) -> int | float:
@@ -206,7 +208,7 @@ def write_json(workdir: str, name: str, value: Any) -> str:
     """Writes `value` as `workdir/name` (indented JSON, atomically); returns the path."""
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, name)
-    _atomic_write(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
     return path
 
 

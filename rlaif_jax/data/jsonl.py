@@ -41,9 +41,7 @@ def read_jsonl(path: str, required_fields: Sequence[str] = ()) -> list[dict[str,
 
 
 def write_jsonl(rows: Sequence[dict[str, Any]], path: str) -> None:
-    """Writes `rows` to `path` atomically (temp file, then rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    """Writes `rows` to `path` atomically (`workdir.write_text_atomic`: unique temp file, fsync, rename)."""
+    from rlaif_jax.workdir import write_text_atomic
+
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

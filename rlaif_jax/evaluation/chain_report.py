@@ -167,6 +167,5 @@ def write_chain_report(config, workdir: str, results: Mapping, seconds: Mapping)
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     path = os.path.join(workdir, REPORT_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+    run_dir.write_text_atomic(path, "\n".join(lines))
     return path

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rlaif_jax.workdir import write_json
+from rlaif_jax.workdir import write_json, write_text_atomic
 
 PlotFn = Callable[[Any], None]  # draws on a matplotlib Axes
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -89,8 +89,7 @@ def write_report(
     markdown = f"# {name}\n\n{markdown_table(rows)}"
     if scalars:
         markdown += f"\n## Results\n\n{markdown_table(scalars)}"
-    with open(paths["markdown"], "w", encoding="utf-8") as f:
-        f.write(markdown)
+    write_text_atomic(paths["markdown"], markdown)
     for plot_name, draw in (plots or {}).items():
         paths[f"plot:{plot_name}"] = save_plot(os.path.join(workdir, f"{name}_{plot_name}.png"), draw)
     return paths

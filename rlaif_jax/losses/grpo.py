@@ -166,12 +166,22 @@ def aggregate(loss, mask, aggregation: str, *, max_length: int) -> tuple[jax.Arr
 
 
 def grpo_loss_fn(
-    policy_module, *, loss: str, prompt_length: int, max_new_tokens: int, eps_low, eps_high, kl_coef, temperature=1.0
+    policy_module,
+    *,
+    loss: str,
+    prompt_length: int,
+    max_new_tokens: int,
+    eps_low,
+    eps_high,
+    kl_coef,
+    temperature=1.0,
+    group_size=1,
 ):
     """`loss_fn(params, batch, rng, frozen)` of GRPO / Dr. GRPO / DAPO / GSPO (`loss`); params = {'policy'}.
 
     batch: tokens, attention_mask [n, P + R]; response_mask, old_logprobs, ref_logprobs, optional tis_weights [n, R];
-    advantages [n]. Log-probs are taken at `temperature` (the rollout's). Metrics: loss, policy_loss (the
+    advantages [n]. Log-probs are taken at `temperature` (the rollout's); with `group_size` G > 1 the rows come in
+    groups of G sharing a prompt, which runs once (`logprobs.shared_prefix_logits`). Metrics: loss, policy_loss (the
     surrogate alone), kl (k3 per token), clip_fraction, ratio_max.
     """
     if loss not in LOSSES:
@@ -188,6 +198,7 @@ def grpo_loss_fn(
             batch["attention_mask"],
             prompt_length,
             temperature=temperature,
+            group_size=group_size,
         )
         surrogate, clipped, ratio = per_token_loss(
             logprobs,

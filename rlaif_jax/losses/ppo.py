@@ -162,6 +162,7 @@ def ppo_loss_fn(
     entropy_coef,
     ptx_coef=0.0,
     temperature=1.0,
+    group_size=1,
 ):
     """`loss_fn(params, batch, rng, frozen)` of PPO / PPO-ptx for `make_train_step`; params = {'policy', 'value'}.
 
@@ -170,6 +171,7 @@ def ppo_loss_fn(
     optionally tis_weights [n, R] (truncated importance sampling of the policy term).
     The PPO-ptx term γ·E[-log π(x_pretrain)] (InstructGPT eq. 2) enters as γ·(mean pretraining NLL) per RL token.
     Response log-probs are taken at `temperature` (the rollout's; old_logprobs must be too); the ptx NLL at 1.
+    With `group_size` G > 1, groups of G consecutive rows share a prompt that runs once (the policy only).
     """
     from rlaif_jax.losses.logprobs import masked_sum, response_logprobs, response_values
     from rlaif_jax.losses.sft import sft_token_nll
@@ -179,7 +181,13 @@ def ppo_loss_fn(
         mask = batch["response_mask"].astype(bool)
         tokens, attention_mask = batch["tokens"], batch["attention_mask"]
         logprobs, logits = response_logprobs(
-            policy_module, params["policy"], tokens, attention_mask, prompt_length, temperature=temperature
+            policy_module,
+            params["policy"],
+            tokens,
+            attention_mask,
+            prompt_length,
+            temperature=temperature,
+            group_size=group_size,
         )
         pg, clipped, ratio = policy_loss(
             logprobs,

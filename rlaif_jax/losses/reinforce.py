@@ -79,13 +79,16 @@ def rloo_advantages(rewards, num_samples_per_prompt: int) -> jax.Array:
     return (grouped - others_mean).reshape(-1)
 
 
-def reinforce_loss_fn(policy_module, value_module, *, prompt_length, value_coef, baseline="prompt", temperature=1.0):
+def reinforce_loss_fn(
+    policy_module, value_module, *, prompt_length, value_coef, baseline="prompt", temperature=1.0, group_size=1
+):
     """`loss_fn` of REINFORCE with a learned baseline (RLAIF App. F); params = {'policy', 'value'}.
 
     batch: tokens, attention_mask [n, P + R]; response_mask [n, R]; returns Z [n] (from `rlaif_returns`) and
     advantages: Z - V(x) [n] with `baseline='prompt'` (the value head at the last prompt token), or Z - V(x, y_<t)
     [n, R] with `baseline='per_token'` (the head before every response token; the value loss is then the mean
-    over each response's tokens of ½(V(x, y_<t) - Z)²). Log-probs are taken at `temperature` (the rollout's).
+    over each response's tokens of ½(V(x, y_<t) - Z)²). Log-probs are taken at `temperature` (the rollout's); with
+    `group_size` G > 1, groups of G consecutive rows share a prompt that runs once (`logprobs.shared_prefix_logits`).
     """
     from rlaif_jax.losses.logprobs import response_logprobs, response_values
 
@@ -97,7 +100,13 @@ def reinforce_loss_fn(policy_module, value_module, *, prompt_length, value_coef,
         mask = batch["response_mask"].astype(bool)
         tokens, attention_mask = batch["tokens"], batch["attention_mask"]
         logprobs, _ = response_logprobs(
-            policy_module, params["policy"], tokens, attention_mask, prompt_length, temperature=temperature
+            policy_module,
+            params["policy"],
+            tokens,
+            attention_mask,
+            prompt_length,
+            temperature=temperature,
+            group_size=group_size,
         )
         pg = reinforce_policy_loss(logprobs, batch["advantages"], mask, batch.get("tis_weights"))
         values = response_values(value_module, params["value"], tokens, attention_mask, prompt_length)
@@ -117,9 +126,10 @@ def reinforce_loss_fn(policy_module, value_module, *, prompt_length, value_coef,
     return loss_fn
 
 
-def rloo_loss_fn(policy_module, *, prompt_length, temperature=1.0):
+def rloo_loss_fn(policy_module, *, prompt_length, temperature=1.0, group_size=1):
     """`loss_fn` of RLOO (Ahmadian et al. 2024): REINFORCE with the leave-one-out baseline already folded into
-    batch['advantages'] [n] (see `rloo_advantages`); params = {'policy'}. Log-probs at `temperature`."""
+    batch['advantages'] [n] (see `rloo_advantages`); params = {'policy'}. Log-probs at `temperature`; `group_size`:
+    as in `reinforce_loss_fn`."""
     from rlaif_jax.losses.logprobs import response_logprobs
 
     def loss_fn(params, batch, rng, frozen):
@@ -132,6 +142,7 @@ def rloo_loss_fn(policy_module, *, prompt_length, temperature=1.0):
             batch["attention_mask"],
             prompt_length,
             temperature=temperature,
+            group_size=group_size,
         )
         pg = reinforce_policy_loss(logprobs, batch["advantages"], mask, batch.get("tis_weights"))
         count = jnp.float32(batch["tokens"].shape[0])

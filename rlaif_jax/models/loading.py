@@ -19,6 +19,7 @@ from rlaif_jax.models import config as model_config
 from rlaif_jax.models.config import ModelConfig, parse_dtype
 from rlaif_jax.models.layout import stack_layers, unstack_layers
 from rlaif_jax.models.transformer import Transformer
+from rlaif_jax.workdir import write_text_atomic
 
 # Aliases resolve to a (pip package, file inside it) pair: the weights ship in a package, no hub needed.
 ALIASES = {
@@ -239,9 +240,6 @@ def save_hf(lm: LanguageModel, directory: str) -> None:
         hf_checkpoint.write_safetensors(head, os.path.join(directory, "scalar_head.safetensors"))
     hf_config = model_config.to_hf_dict(lm.config)
     hf_config["dtype"] = lm.config.param_dtype
-    tmp = os.path.join(directory, "config.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(hf_config, f, indent=2)
-    os.replace(tmp, os.path.join(directory, "config.json"))
+    write_text_atomic(os.path.join(directory, "config.json"), json.dumps(hf_config, indent=2))
     if lm.tokenizer is not None:
         lm.tokenizer.save_pretrained(directory)

@@ -193,7 +193,8 @@ class Transformer(nn.Module):
     one `nn.scan`; without, they are separate trees `layers_0 .. layers_{n-1}` (see `models.layout` to convert).
 
     `apply({"params": p}, tokens)` with int32 `tokens [batch, seq]` returns float32 `logits [batch, seq, vocab]`.
-    Other entry points (via `apply(..., method=...)`): `forward_with_cache`, `hidden_states`, `scalar`.
+    Other entry points (via `apply(..., method=...)`): `forward_with_cache`, `hidden_states`, `logits_from_hidden`,
+    `scalar`.
     """
 
     config: ModelConfig
@@ -311,6 +312,11 @@ class Transformer(nn.Module):
     def hidden_states(self, tokens, positions=None, attention_mask=None) -> jax.Array:
         """Final-normed hidden states `[batch, seq, hidden]`."""
         return self._backbone(tokens, positions, attention_mask, None)[0]
+
+    def logits_from_hidden(self, hidden: jax.Array) -> jax.Array:
+        """The LM head on final-normed hidden states `[batch, seq, hidden]`: float32 logits `[batch, seq, vocab]`
+        (run it on the positions that are scored only: the head is a large share of a small model's work)."""
+        return self._logits(hidden)
 
     def scalar(self, tokens, positions=None, attention_mask=None) -> jax.Array:
         """The scalar head (value / reward) at every position: float32 `[batch, seq]`."""

@@ -99,9 +99,8 @@ def read_done(path: str) -> set[str]:
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
     complete = [line for line in lines if line.endswith("\n")]
-    if len(complete) != len(lines):
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(complete)
+    if len(complete) != len(lines):  # a torn last line: drop it without ever rewriting the rows before it in place
+        run_dir.write_text_atomic(path, "".join(complete))
     return {json.loads(line)["label_key"] for line in complete}
 
 

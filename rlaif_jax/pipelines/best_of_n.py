@@ -122,8 +122,9 @@ def run(config, workdir: str) -> dict:
             ("response_length", "length (tokens)", ".1f"),
         ],
     )
-    with open(os.path.join(workdir, TABLE_FILE), "w", encoding="utf-8") as f:
-        f.write(f"Best-of-n on {len(prompts)} held-out {bon.task} prompts\n\n" + table)
+    run_dir.write_text_atomic(
+        os.path.join(workdir, TABLE_FILE), f"Best-of-n on {len(prompts)} held-out {bon.task} prompts\n\n" + table
+    )
     if bon.data_split:
         data_prompts = prompt_data.load_prompts(bon.task, bon.data_split, config.seed)
         data_prompts = data_prompts[: bon.data_prompts] if bon.data_prompts > 0 else data_prompts

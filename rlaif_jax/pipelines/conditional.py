@@ -236,8 +236,9 @@ def run(config, workdir: str) -> dict:
             ("response_length", "length (tokens)", ".1f"),
         ],
     )
-    with open(os.path.join(workdir, "conditional.md"), "w", encoding="utf-8") as f:
-        f.write(f"Conditional training on {cond.task}: {results['data']}\n\n" + table)
+    run_dir.write_text_atomic(
+        os.path.join(workdir, "conditional.md"), f"Conditional training on {cond.task}: {results['data']}\n\n" + table
+    )
     if config.export_hf:
         models.save_hf(trained, os.path.join(workdir, "hf_model"))
     return results

@@ -160,8 +160,10 @@ def run(config, workdir: str) -> dict:
             ("response_length", "length (tokens)", ".1f"),
         ],
     )
-    with open(os.path.join(workdir, "expert_iteration.md"), "w", encoding="utf-8") as f:
-        f.write(f"Expert iteration (best-of-{ei.n} -> SFT) on {ei.task}\n\n" + table)
+    run_dir.write_text_atomic(
+        os.path.join(workdir, "expert_iteration.md"),
+        f"Expert iteration (best-of-{ei.n} -> SFT) on {ei.task}\n\n" + table,
+    )
     if config.export_hf:
         models.save_hf(policy.replace(params=params), os.path.join(workdir, "hf_model"))
     return results

@@ -38,9 +38,8 @@ def _answered(path: str) -> int:
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
     complete = [line for line in lines if line.endswith("\n")]
-    if len(complete) != len(lines):
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(complete)
+    if len(complete) != len(lines):  # a torn last line: drop it without ever rewriting the rows before it in place
+        run_dir.write_text_atomic(path, "".join(complete))
     return len({json.loads(line)["prompt_index"] for line in complete})
 
 

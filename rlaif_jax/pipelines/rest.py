@@ -485,6 +485,5 @@ def run(config, workdir: str) -> dict:
                 break  # ReST's rule: stop improving on this Grow step, keep the best policy
     results["finished"] = True
     run_dir.write_json(workdir, "rest.json", results)
-    with open(os.path.join(workdir, "rest.md"), "w", encoding="utf-8") as f:
-        f.write(markdown_table(results))
+    run_dir.write_text_atomic(os.path.join(workdir, "rest.md"), markdown_table(results))
     return results

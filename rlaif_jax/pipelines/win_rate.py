@@ -70,9 +70,11 @@ def read_generations(path: str, prompts: Sequence[str]) -> list[str]:
 
 def write_generations(path: str, prompts: Sequence[str], completions: Sequence[str]) -> None:
     """Writes `path` in the `generate` job's format, so a later run can reuse it as `generations_file`."""
-    with open(path, "w", encoding="utf-8") as out:
-        for index, (prompt, completion) in enumerate(zip(prompts, completions)):
-            out.write(json.dumps(dict(prompt_index=index, prompt=prompt, completion=completion)) + "\n")
+    rows = (
+        dict(prompt_index=index, prompt=prompt, completion=completion)
+        for index, (prompt, completion) in enumerate(zip(prompts, completions))
+    )
+    run_dir.write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def policy_completions(
@@ -329,16 +331,17 @@ def _report(config, summary: dict, controlled: dict, length_a: np.ndarray, lengt
 
 def _write_examples(path, prompts, completions_a, completions_b, p_a_first, p_a_second, outcomes, extras) -> None:
     """One JSON line per prompt: both responses, the judge's probabilities in both orders and the outcome for A."""
-    with open(path, "w", encoding="utf-8") as out:
-        for index, prompt in enumerate(prompts):
-            row = dict(
-                prompt_index=index,
-                prompt=prompt,
-                completion_a=completions_a[index],
-                completion_b=completions_b[index],
-                p_a_first=float(p_a_first[index]),
-                p_a_second=float(p_a_second[index]),
-                outcome=float(outcomes[index]),
-            )
-            row.update({name: float(values[index]) for name, values in extras.items() if np.ndim(values) == 1})
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    lines = []
+    for index, prompt in enumerate(prompts):
+        row = dict(
+            prompt_index=index,
+            prompt=prompt,
+            completion_a=completions_a[index],
+            completion_b=completions_b[index],
+            p_a_first=float(p_a_first[index]),
+            p_a_second=float(p_a_second[index]),
+            outcome=float(outcomes[index]),
+        )
+        row.update({name: float(values[index]) for name, values in extras.items() if np.ndim(values) == 1})
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    run_dir.write_text_atomic(path, "".join(lines))

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from rlaif_jax import sharding
+from rlaif_jax import preemption, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
 from rlaif_jax.data import batching
@@ -46,10 +46,12 @@ def _train_on_arrays(
     mesh,
     rules,
     desc: str,
+    stop: preemption.StopOnSignal | None = None,
 ) -> tuple[dict, dict]:
     """Steps `start_step` .. `stop_step` over `arrays` (rows `[num_examples, ...]`), batch of step t chosen by
     `batching.batch_indices(seed=config.data.seed)`; logs every `config.train.log_every` steps (tokens/s counted
     from the `*attention_mask` arrays), checkpoints every `config.checkpoint.every_steps` and at the end.
+    After a stop signal (`stop`) it checkpoints the step just finished and raises `preemption.Preempted`.
     Returns (state, last logged metrics)."""
     train = config.train
     num_examples = len(next(iter(arrays.values())))
@@ -74,13 +76,13 @@ def _train_on_arrays(
                 last_metrics.update(tokens_per_s=tokens_since_log / elapsed, learning_rate=float(schedule(step)))
                 metrics_writer.write(done, last_metrics)
                 tokens_since_log, log_start = 0, time.perf_counter()
-                try:
-                    check_nonfinite(last_metrics["nonfinite_steps"], train.max_nonfinite_steps, done)
-                except NonFiniteLossError:
-                    checkpoints.close()
-                    raise
-            if done % config.checkpoint.every_steps == 0 or done == stop_step:
+                check_nonfinite(last_metrics["nonfinite_steps"], train.max_nonfinite_steps, done)
+            signalled = done < stop_step and preemption.stop_requested(stop)
+            if done % config.checkpoint.every_steps == 0 or done == stop_step or signalled:
                 checkpoints.save(done, state)
+            if signalled:
+                checkpoints.wait_until_finished()
+                raise preemption.Preempted(done, workdir)
     return state, last_metrics
 
 
@@ -99,7 +101,8 @@ def fit(
     """Trains `lm.params` with `loss_fn` on `arrays` for `num_steps` (`config.optimizer`, `config.train`,
     `config.checkpoint`), resuming from WORKDIR/checkpoints and stopping early at `config.train.stop_at_step`.
 
-    `lm.params` are donated into the train state. Returns (state, last logged metrics, finished: whether the run
+    `lm.params` are donated into the train state. SIGTERM / SIGINT stop it at the next step boundary with a
+    checkpoint (`preemption.Preempted`). Returns (state, last logged metrics, finished: whether the run
     reached `num_steps`).
     """
     train = config.train
@@ -119,19 +122,23 @@ def fit(
         state_shardings=state_shardings,
     )
     stop_step = num_steps if train.stop_at_step <= 0 else min(train.stop_at_step, num_steps)
-    state, last_metrics = _train_on_arrays(
-        state=state,
-        train_step=train_step,
-        arrays=arrays,
-        config=config,
-        workdir=workdir,
-        checkpoints=checkpoints,
-        start_step=start_step,
-        stop_step=stop_step,
-        schedule=make_schedule(config.optimizer, num_steps),
-        mesh=mesh,
-        rules=rules,
-        desc=desc,
-    )
-    checkpoints.close()
+    try:
+        with preemption.StopOnSignal() as stop:
+            state, last_metrics = _train_on_arrays(
+                state=state,
+                train_step=train_step,
+                arrays=arrays,
+                config=config,
+                workdir=workdir,
+                checkpoints=checkpoints,
+                start_step=start_step,
+                stop_step=stop_step,
+                schedule=make_schedule(config.optimizer, num_steps),
+                mesh=mesh,
+                rules=rules,
+                desc=desc,
+                stop=stop,
+            )
+    finally:
+        checkpoints.close()  # finishes a save in flight, also when a step raised
     return state, last_metrics, stop_step == num_steps

@@ -10,13 +10,19 @@ sampler-trainer gap `sampler_gap_mean` / `sampler_gap_max`: |Δ log p| over resp
 own log-probs and the trainer's recomputation with the same parameters, and `compiles`, the XLA compilations since
 the loop started (flat once every bucketed shape has been seen). `rl.tis_cap` > 0 reweights every loss's
 per-token policy term by min(π_trainer / π_sampler, C) (truncated importance sampling).
-Checkpoints at iteration ends; calling `train_policy` again in the same workdir resumes.
+Less work for the same values: with `rl.shared_prefix` the k samples of a prompt run the prompt once, in scoring
+and in the train step (minibatches are then whole groups); only scored positions reach the LM head; and with
+`rl.old_logprobs='sampler'` the sampler's own log-probs are π_old, which skips the policy pass over the rollout
+(and with it the sampler-gap log).
+Checkpoints at iteration ends (and at the next one after SIGTERM / SIGINT); calling `train_policy` again in the
+same workdir resumes.
 
 Fork point for new RL methods: `make_targets` (advantages) and `make_loss_fn` (the loss), both pure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -29,13 +35,13 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rlaif_jax import models, monitoring
+from rlaif_jax import models, monitoring, preemption
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
 from rlaif_jax.data import batching
 from rlaif_jax.evaluation import policy as policy_eval
 from rlaif_jax.losses import grpo, ppo, reinforce
-from rlaif_jax.losses.logprobs import response_logprobs, response_values
+from rlaif_jax.losses.logprobs import groups_share_prompts, response_logprobs, response_values
 from rlaif_jax.models.loading import LanguageModel, abstract_params
 from rlaif_jax.train import rollout as rollouts
 from rlaif_jax.train.loop import check_nonfinite
@@ -44,6 +50,7 @@ from rlaif_jax.train.step import init_train_state, make_train_step, train_state_
 
 ALGORITHMS = ("ppo", "reinforce", "rloo", "grpo")
 GROUP_ALGORITHMS = ("rloo", "grpo")  # k samples per prompt, no value model
+OLD_LOGPROBS = ("trainer", "sampler")  # π_old of the ratio: recomputed by the trainer, or the sampler's own
 BASELINES = ("prompt", "per_token")  # REINFORCE: V(x) at the last prompt token, or V(x, y_<t) at every token
 EVAL_START_FILE = "eval_start.json"
 EVAL_END_FILE = "eval_end.json"
@@ -78,6 +85,13 @@ def check_rl_config(rl) -> None:
             f"config.rl.samples_per_prompt={rl.samples_per_prompt}: {rl.algorithm} normalises over each prompt's "
             "samples, so it needs at least 2"
         )
+    if rl.old_logprobs not in OLD_LOGPROBS:
+        raise ValueError(f"config.rl.old_logprobs={rl.old_logprobs!r}; expected one of {OLD_LOGPROBS}")
+    if rl.old_logprobs == "sampler" and rl.tis_cap:
+        raise ValueError(
+            "config.rl.tis_cap > 0 with config.rl.old_logprobs='sampler': TIS reweights by π_trainer / π_sampler, "
+            "which is 1 when the sampler's log-probs are the old ones (use old_logprobs='trainer')"
+        )
     if rl.tis_cap < 0:
         raise ValueError(f"config.rl.tis_cap={rl.tis_cap}; expected >= 0 (0 = no truncated importance sampling)")
     if not 0 <= rl.overlong_cache <= rl.max_new_tokens:
@@ -105,26 +119,50 @@ def clip_range(rl) -> tuple[float, float]:
     return rl.clip_ratio, rl.clip_ratio_high or rl.clip_ratio
 
 
-def make_score_fn(rl, policy_module, value_module, prompt_length: int):
-    """Jitted `(params, reference_params, tokens, attention_mask) -> (logprobs, ref_logprobs, values, entropy)`,
-    each `[n, R]` over the response, at temperature `rl.temperature` (values: zeros for RLOO and GRPO)."""
+def make_score_fn(rl, policy_module, value_module, prompt_length: int, group_size: int = 1):
+    """Jitted `(params, reference_params, tokens, attention_mask) -> dict` of `[n, R]` arrays over the response at
+    temperature `rl.temperature`: 'ref_logprobs'; 'values' (PPO / REINFORCE); and, unless `rl.old_logprobs` is
+    'sampler' (then the sampler's own log-probs stand in and the policy pass is skipped), the trainer's 'logprobs'
+    and 'entropy'. `group_size` > 1: groups of that many consecutive rows share a prompt, run once; only with
+    'sampler': the trainer's recomputation is the plain full pass (for policy and reference alike, so the KL at the
+    start is exactly 0), and the logged sampler gap measures the sampler against it, not against the sharing
+    (both paths agree to float rounding: tests/losses/test_response_logprobs.py)."""
     temperature = rl.temperature
+    if rl.old_logprobs == "trainer":
+        group_size = 1
 
     def score(params, reference_params, tokens, attention_mask):
-        logprobs, logits = response_logprobs(
-            policy_module, params["policy"], tokens, attention_mask, prompt_length, temperature=temperature
+        scored = {}
+        logprobs_of = lambda p: response_logprobs(  # noqa: E731
+            policy_module, p, tokens, attention_mask, prompt_length, temperature=temperature, group_size=group_size
         )
-        ref_logprobs, _ = response_logprobs(
-            policy_module, reference_params, tokens, attention_mask, prompt_length, temperature=temperature
-        )
-        entropy = ppo.entropy_from_logits(logits)
-        if rl.algorithm in GROUP_ALGORITHMS:
-            values = jnp.zeros(logprobs.shape, jnp.float32)
-        else:
-            values = response_values(value_module, params["value"], tokens, attention_mask, prompt_length)
-        return logprobs, ref_logprobs, values, entropy
+        scored["ref_logprobs"] = logprobs_of(reference_params)[0]
+        if rl.old_logprobs == "trainer":
+            scored["logprobs"], logits = logprobs_of(params["policy"])
+            scored["entropy"] = ppo.entropy_from_logits(logits)
+        if rl.algorithm not in GROUP_ALGORITHMS:
+            scored["values"] = response_values(value_module, params["value"], tokens, attention_mask, prompt_length)
+        return scored
 
     return jax.jit(score)
+
+
+def prefix_group_sizes(rl) -> tuple[int, int]:
+    """(rows per shared prompt when scoring a rollout, the same in the train step's minibatches).
+
+    With `rl.shared_prefix` the k samples of a prompt run its prompt once (1 = off). Minibatches share prompts
+    only when `rl.minibatch_size` holds whole groups; the loop then shuffles groups rather than rows."""
+    group = samples_per_prompt(rl) if rl.shared_prefix else 1
+    return group, group if rl.minibatch_size % group == 0 else 1
+
+
+def minibatch_order(rollout_size: int, group_size: int, seed) -> np.ndarray:
+    """A permutation of the rollout's rows `[rollout_size]`: of whole consecutive groups when `group_size` > 1."""
+    shuffle = np.random.default_rng(seed)
+    if group_size == 1:
+        return shuffle.permutation(rollout_size)
+    groups = shuffle.permutation(rollout_size // group_size)
+    return (groups[:, None] * group_size + np.arange(group_size)).reshape(-1)
 
 
 def make_targets(rl, scores, response_mask, logprobs, ref_logprobs, values, kl_coef: float) -> dict:
@@ -161,8 +199,9 @@ def make_targets(rl, scores, response_mask, logprobs, ref_logprobs, values, kl_c
     return {"advantages": returns - values[:, 0], "returns": returns}  # V(x): the head at the last prompt token
 
 
-def make_loss_fn(rl, policy_module, value_module, prompt_length: int):
-    """The `loss_fn(params, batch, rng, frozen)` of `rl.algorithm` for `make_train_step`."""
+def make_loss_fn(rl, policy_module, value_module, prompt_length: int, group_size: int = 1):
+    """The `loss_fn(params, batch, rng, frozen)` of `rl.algorithm` for `make_train_step` (`group_size`: minibatch
+    rows per shared prompt, see `prefix_group_sizes`)."""
     if rl.algorithm == "ppo":
         return ppo.ppo_loss_fn(
             policy_module,
@@ -174,6 +213,7 @@ def make_loss_fn(rl, policy_module, value_module, prompt_length: int):
             entropy_coef=rl.entropy_coef,
             ptx_coef=rl.ptx_coef,
             temperature=rl.temperature,
+            group_size=group_size,
         )
     if rl.algorithm == "reinforce":
         return reinforce.reinforce_loss_fn(
@@ -183,6 +223,7 @@ def make_loss_fn(rl, policy_module, value_module, prompt_length: int):
             value_coef=rl.value_coef,
             baseline=rl.baseline,
             temperature=rl.temperature,
+            group_size=group_size,
         )
     if rl.algorithm == "grpo":
         eps_low, eps_high = clip_range(rl)
@@ -195,8 +236,11 @@ def make_loss_fn(rl, policy_module, value_module, prompt_length: int):
             eps_high=eps_high,
             kl_coef=0.0 if rl.kl_in_reward else rl.kl_coef,
             temperature=rl.temperature,
+            group_size=group_size,
         )
-    return reinforce.rloo_loss_fn(policy_module, prompt_length=prompt_length, temperature=rl.temperature)
+    return reinforce.rloo_loss_fn(
+        policy_module, prompt_length=prompt_length, temperature=rl.temperature, group_size=group_size
+    )
 
 
 def make_rl_optimizer(config, num_steps: int):
@@ -245,6 +289,7 @@ def train_policy(
     """Trains `policy` for `config.train.num_steps` optimizer steps of on-policy RL (`config.rl`,
     `config.optimizer`, `config.checkpoint`); resumes from WORKDIR/checkpoints.
 
+    SIGTERM / SIGINT stop it at the next iteration boundary with a checkpoint (`preemption.Preempted`).
     Writes WORKDIR/metrics.jsonl (one row per iteration: reward, KL, losses, ...), eval_start.json and, when the run
     reached its last step, eval_end.json (held-out reward by `task.judge` under the key 'gold_reward', and KL, of
     one sample per eval prompt). Returns
@@ -279,14 +324,15 @@ def train_policy(
     start_step = checkpoints.latest_step() or 0
     if start_step:
         state = checkpoints.restore(start_step, state)
+    score_group, train_group = prefix_group_sizes(rl)
     train_step = make_train_step(
-        make_loss_fn(rl, policy.module, value_module, prompt_length),
+        make_loss_fn(rl, policy.module, value_module, prompt_length, train_group),
         optimizer,
         mesh=mesh,
         rules=rules,
         state_shardings=state_shardings,
     )
-    score_fn = make_score_fn(rl, policy.module, value_module, prompt_length)
+    score_fn = make_score_fn(rl, policy.module, value_module, prompt_length, score_group)
     kl_fn = policy_eval.make_kl_fn(policy.module, prompt_length, temperature=rl.eval_temperature)
     rng = jax.random.key(config.seed)
     evaluate = lambda current, eval_rng: (
@@ -309,7 +355,11 @@ def train_policy(
     results = {"start": run_dir.cached_json(start_path, lambda: evaluate(policy, jax.random.fold_in(rng, 2)))}
     previous_length = None
     compiles_before = monitoring.compile_totals()
-    with run_dir.MetricsWriter(workdir, resume_step=start_step) as metrics_writer:
+    with (
+        contextlib.closing(checkpoints),  # finishes a save in flight, also when an iteration raised
+        preemption.StopOnSignal() as stop,
+        run_dir.MetricsWriter(workdir, resume_step=start_step) as metrics_writer,
+    ):
         first_iteration = start_step // steps_per_iteration
         for iteration in tqdm(
             range(first_iteration, num_iterations),
@@ -336,9 +386,12 @@ def train_policy(
                 prompt_length=prompt_length,
             )
             rollout_seconds = time.perf_counter() - start_time  # sampling and the reward
-            logprobs, ref_logprobs, values, entropy = score_fn(
-                state["params"], reference_params, rollout.tokens, rollout.attention_mask
-            )
+            if not groups_share_prompts(rollout.tokens, prompt_length, score_group):
+                raise RuntimeError("rollout rows are not prompt-major: shared-prefix scoring would be wrong")
+            scored = score_fn(state["params"], reference_params, rollout.tokens, rollout.attention_mask)
+            ref_logprobs = scored["ref_logprobs"]
+            values = scored.get("values")
+            logprobs = scored["logprobs"] if "logprobs" in scored else rollout.sampling_logprobs
             kl_coef = float(state["kl_coef"])
             truncated = rollouts.truncated_responses(rollout, policy.config.eos_token_ids)
             scores = rollout.scores
@@ -364,7 +417,7 @@ def train_policy(
                 arrays.update(task.ptx_batch(rollout_size, iteration))
             train_metrics = []
             for epoch in range(rl.epochs):
-                order = np.random.default_rng([config.seed, iteration, epoch]).permutation(rollout_size)
+                order = minibatch_order(rollout_size, train_group, [config.seed, iteration, epoch])
                 for start in range(0, rollout_size, rl.minibatch_size):
                     minibatch = rollouts.gather_rows(arrays, order[start : start + rl.minibatch_size])
                     state, metrics = train_step(state, minibatch, rng, reference_params)
@@ -383,12 +436,14 @@ def train_policy(
                     )
                 )
             logged = {name: float(np.mean([m[name] for m in train_metrics])) for name in train_metrics[0]}
-            gap = np.where(mask, np.abs(np.asarray(logprobs) - rollout.sampling_logprobs), 0.0)
-            logged.update(
-                sampler_gap_mean=float(gap.sum() / max(mask.sum(), 1)),
-                sampler_gap_max=float(gap.max()),
-                truncated_fraction=float(truncated.mean()),
-            )
+            if "logprobs" in scored:  # with old_logprobs='sampler' there is no recomputation to compare
+                gap = np.where(mask, np.abs(np.asarray(logprobs) - rollout.sampling_logprobs), 0.0)
+                logged.update(
+                    sampler_gap_mean=float(gap.sum() / max(mask.sum(), 1)),
+                    sampler_gap_max=float(gap.max()),
+                    entropy=float(np.where(mask, np.asarray(scored["entropy"]), 0.0).sum() / max(mask.sum(), 1)),
+                )
+            logged["truncated_fraction"] = float(truncated.mean())
             if rl.algorithm in GROUP_ALGORITHMS:
                 logged["groups_dropped"] = float(dropped_groups)
             logged.update(getattr(task.reward_fn, "last_metrics", {}))  # rule-based rewards' counts and term means
@@ -400,7 +455,6 @@ def train_policy(
                 reward_std=float(rollout.scores.std()),
                 kl=float(sequence_kl.mean()),
                 kl_coef=kl_coef,
-                entropy=float(np.where(mask, np.asarray(entropy), 0.0).sum() / max(mask.sum(), 1)),
                 response_length=float(rollout.response_lengths.mean()),
                 tokens_per_s=float(rollout.attention_mask.sum() / (time.perf_counter() - start_time)),
                 rollout_seconds=rollout_seconds,
@@ -412,10 +466,13 @@ def train_policy(
             check_nonfinite(float(state["nonfinite_steps"]), config.train.max_nonfinite_steps, int(state["step"]))
             previous_length = logged["response_length"]
             metrics_writer.write(int(state["step"]), logged)
-            stopping = 0 < config.train.stop_at_step <= int(state["step"])
+            signalled = iteration + 1 < num_iterations and preemption.stop_requested(stop)
+            stopping = signalled or 0 < config.train.stop_at_step <= int(state["step"])
             if (iteration + 1) % config.checkpoint.every_iterations == 0 or iteration + 1 == num_iterations or stopping:
                 checkpoints.save(int(state["step"]), state)
-    checkpoints.close()
+            if signalled:  # the next iteration's prompts and RNG follow from its index: nothing else to save
+                checkpoints.wait_until_finished()
+                raise preemption.Preempted(int(state["step"]), workdir)
     if int(state["step"]) < num_iterations * steps_per_iteration:
         return results, None  # stopped early: the end-of-run evaluation waits for the resumed run
     final_policy = policy.replace(params=state["params"]["policy"])

@@ -18,15 +18,26 @@ VOCAB, P, R = 4, 2, 3
 
 
 class Bigram:
-    """`apply` returns params['logits'][tokens] [n, L, V]; with `method=scalar`, params['value'][tokens] [n, L]."""
+    """`apply` returns params['logits'][tokens] [n, L, V]; with `method=scalar`, params['value'][tokens] [n, L].
+    Its "hidden states" are the token ids themselves, so the response-only head path runs through it too."""
 
     def scalar(self):  # only its identity matters: `method=module.scalar` selects the value head
+        raise NotImplementedError
+
+    def hidden_states(self):
+        raise NotImplementedError
+
+    def logits_from_hidden(self):
         raise NotImplementedError
 
     def apply(self, variables, tokens, attention_mask=None, method=None):
         del attention_mask
         params = variables["params"]
-        return params["value"][tokens] if method is not None else params["logits"][tokens]
+        if method == self.scalar:
+            return params["value"][tokens]
+        if method == self.hidden_states:
+            return tokens
+        return params["logits"][tokens]  # __call__ and logits_from_hidden
 
 
 def _params():
@@ -190,6 +201,7 @@ def _rl(algorithm, **overrides):
         gamma=1.0,
         lam=0.95,
         temperature=1.0,
+        old_logprobs="trainer",
     )
     values.update(overrides)
     return ml_collections.ConfigDict(values)
@@ -258,9 +270,10 @@ def test_loop_scores_and_trains_at_the_sampling_temperature(algorithm):
     params, batch = _params(), _batch()
     rl = _rl(algorithm, temperature=0.6, clip_ratio=10.0, value_clip=10.0, value_coef=0.0, entropy_coef=0.0)
     rl.ptx_coef = 0.0
-    logprobs, ref_logprobs, _, _ = rl_loop.make_score_fn(rl, Bigram(), Bigram(), P)(
+    scored = rl_loop.make_score_fn(rl, Bigram(), Bigram(), P)(
         params, params["policy"], batch["tokens"], batch["attention_mask"]
     )
+    logprobs, ref_logprobs = scored["logprobs"], scored["ref_logprobs"]
     expected = _hand_logprobs(params, batch["tokens"], 0.6)
     np.testing.assert_allclose(
         np.where(batch["response_mask"], logprobs, 0), np.where(batch["response_mask"], expected, 0), rtol=1e-5
