@@ -70,6 +70,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         config.expert_iteration.temperature = 0.7  # RSO §5 (with top_k 40, which sample_rollout does not apply)
         config.expert_iteration.iterations = 1  # RSO §5.1 reports one round; more rounds are UNVERIFIED
         config.train.batch_size = 32  # RSO §5
-        config.optimizer.learning_rate = 1e-5  # RSO §5 (Adafactor there; AdamW here)
+        config.optimizer.learning_rate = 1e-5  # RSO §5
+        config.optimizer.name = "adafactor"  # RSO §5 (decay / clipping: optax defaults, UNVERIFIED)
         config.expert_iteration.steps_per_iteration = 1000  # UNVERIFIED: RSO picks the checkpoint by win rate
     return config

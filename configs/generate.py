@@ -20,7 +20,7 @@ def get_config(arg: str = "smollm2") -> ml_collections.ConfigDict:
         raise ValueError("generate.py has no 'paper' size: the papers' policies (PaLM 2, GPT-3) are not public")
     config = ml_collections.ConfigDict()
     config.job = "generate"  # pipeline in rlaif_jax/pipelines
-    config.seed = 0  # sampling rng = fold_in(key(seed), batch index)
+    config.seed = 0  # prompt i samples from fold_in(key(seed), i)
     config.model = config_defaults.model(arg)
     config.model.scan_layers = False  # inference only: per-layer weights decode faster on CPU
     config.mesh = config_defaults.mesh()

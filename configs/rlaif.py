@@ -198,12 +198,13 @@ def _paper_stages(task: str, paths: ml_collections.ConfigDict) -> ml_collections
         stages.sft.train.num_steps = int(123_000 * 0.95) // 128  # App. G: 1 epoch over the ~117k train posts
         stages.sft.optimizer.learning_rate = 1e-5  # App. G
         stages.sft.optimizer.schedule = "constant"  # App. G gives no schedule: UNVERIFIED
-        # App. G: Adafactor for SFT and RM; AdamW here (optax.adafactor's factored state is not sharded yet).
+        stages.sft.optimizer.name = "adafactor"  # App. G; its decay / clipping are optax's defaults: UNVERIFIED
         stages.sft.export_hf = True
     policy = "@sft/hf_model" if tldr else paths.get_ref("policy")  # SFT: fine-tuned XS / instruction-tuned XS
 
     stages.labels = load("rlaif_labels", "paper")
     stages.labels.model.name = paths.get_ref("labeler")  # PaLM 2 L, instruction-tuned, not RL-trained (§3.2)
+    stages.labels.data.confidence = ()  # §3.3: the RM's labels cover the whole split (the filter is for alignment)
     if not tldr:  # §3.1: Anthropic HH, the task's base subset, its train split
         stages.labels.data.source, stages.labels.data.input_file = "hh_rlhf", "Anthropic/hh-rlhf"
         stages.labels.data.data_dir, stages.labels.data.task = hh_subset, task
@@ -224,7 +225,8 @@ def _paper_stages(task: str, paths: ml_collections.ConfigDict) -> ml_collections
     stages.rm.train.batch_size = 128 if tldr else 32  # App. G
     stages.rm.train.num_steps = 0  # epochs below
     stages.rm.train.num_epochs = 2  # App. G: "until loss and accuracy plateau, 2-3 epochs"; 2 is our pick
-    stages.rm.optimizer.learning_rate = 1e-5  # App. G (Adafactor in the paper, see the SFT stage)
+    stages.rm.optimizer.name = "adafactor"  # App. G (optax's decay / clipping defaults: UNVERIFIED)
+    stages.rm.optimizer.learning_rate = 1e-5  # App. G
     stages.rm.optimizer.schedule = "constant"  # UNVERIFIED
 
     stages.rl = load("reinforce", "paper")  # App. F/G: REINFORCE + per-token value baseline, β 0.05, T 0.9, ...

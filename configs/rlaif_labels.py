@@ -41,6 +41,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             # Task of rows without a "task" column: 'summarize', 'helpful' or 'harmless' (tiny: the short helpful
             # prompt, which fits the tiny model's 512-byte context).
             task="helpful" if tiny else "summarize",
+            confidence=(),  # keep only rows whose human labeler confidence (summarize_from_feedback, 1-9) is in this
+            # set; () = every row
             toy_num_pairs=16,  # toy: pairs to label
             seed=0,  # toy: pair generation seed
         )
@@ -61,6 +63,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         config.data.source = "summarize_from_feedback"  # §3.1: OpenAI's TL;DR preference comparisons
         config.data.input_file = "openai/summarize_from_feedback"  # needs a network, or a local copy
         config.data.task = "summarize"  # §4.1: Detailed + CoT 0-shot for summarisation
+        config.data.confidence = (1, 2, 8, 9)  # §3.2 fn. 4-5: the alignment set keeps high-confidence human labels
         config.labeler.template = "summarize_detailed"  # Table 2's best summarisation prompt (78.0% alignment)
         config.labeler.num_shots = 0  # Table 2: 0-shot is best with CoT
         config.labeler.cot = True  # §2.1.2, Table 2

@@ -133,6 +133,32 @@ def _first_difference(a, b, prefix: str = "") -> str:
     return f"{prefix}: {a!r} then, {b!r} now"
 
 
+def _check_stage_rerun(name: str, stage, workdir: str) -> dict | None:
+    """The stage_done.json record of a finished stage (None if it has not finished). Raises ValueError if a finished
+    stage's config differs from the one it ran with, or `rerun_guard.ConfigChangedError` if an interrupted one's
+    differs in a results-changing key."""
+    from rlaif_jax import rerun_guard
+
+    stage_dir = os.path.join(workdir, name)
+    effective = json.loads(run_dir.config_to_json(stage))
+    done_path = os.path.join(stage_dir, STAGE_DONE_FILE)
+    if os.path.exists(done_path):
+        with open(done_path, encoding="utf-8") as f:
+            done = json.load(f)
+        if done["config"] != effective:
+            raise ValueError(
+                f"stage {name!r} already ran in {stage_dir} with another config "
+                f"({_first_difference(done['config'], effective)}); nothing was changed: use a new workdir, "
+                f"move {stage_dir} away, or add --config.overwrite=True"
+            )
+        return done
+    config_path = os.path.join(stage_dir, run_dir.CONFIG_FILE)
+    if os.path.exists(config_path):
+        with open(config_path, encoding="utf-8") as f:
+            rerun_guard.check_rerun(json.load(f), effective, config_path)
+    return None
+
+
 def run_chain(config, workdir: str, run_job: Callable | None = None) -> dict:
     """Runs the stages of `config` in order in WORKDIR/NAME (module docstring); returns {stage: results}.
 
@@ -144,31 +170,23 @@ def run_chain(config, workdir: str, run_job: Callable | None = None) -> dict:
 
     run_job = run_job or pipelines.run
     check_chain(config)
-    run_dir.write_config(config, workdir)
     order = stage_names(config)
+    stages = {name: resolve(config.stages[name], workdir) for name in order}
+    done = {name: _check_stage_rerun(name, stages[name], workdir) for name in order}  # before anything is written
+    run_dir.write_config(config, workdir, guard=False)  # each stage's own config is guarded (above, and by its job)
     results, seconds = {}, {}
     for index, name in enumerate(order, start=1):
-        stage = resolve(config.stages[name], workdir)
-        effective = json.loads(run_dir.config_to_json(stage))
-        stage_dir = os.path.join(workdir, name)
-        done_path = os.path.join(stage_dir, STAGE_DONE_FILE)
-        if os.path.exists(done_path):
-            with open(done_path, encoding="utf-8") as f:
-                done = json.load(f)
-            if done["config"] != effective:
-                raise ValueError(
-                    f"stage {name!r} already ran in {stage_dir} with another config "
-                    f"({_first_difference(done['config'], effective)}); nothing was changed: use a new workdir "
-                    f"or move {stage_dir} away"
-                )
+        stage, stage_dir = stages[name], os.path.join(workdir, name)
+        if done[name] is not None:
             print(f"[chain {index}/{len(order)}] {name} ({stage.job}): done earlier, skipped", flush=True)
-            results[name], seconds[name] = done["results"], done["seconds"]
+            results[name], seconds[name] = done[name]["results"], done[name]["seconds"]
             continue
         print(f"[chain {index}/{len(order)}] {name} ({stage.job}): start in {stage_dir}", flush=True)
         start = time.perf_counter()
         stage_results = jsonable(run_job(stage, stage_dir), name)
         seconds[name] = time.perf_counter() - start
         results[name] = stage_results
+        effective = json.loads(run_dir.config_to_json(stage))
         run_dir.write_json(
             stage_dir, STAGE_DONE_FILE, {"config": effective, "results": stage_results, "seconds": seconds[name]}
         )

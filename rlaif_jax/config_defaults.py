@@ -61,7 +61,7 @@ def prompts(task: str, **overrides) -> ml_collections.ConfigDict:
 def optimizer(**overrides) -> ml_collections.ConfigDict:
     """`config.optimizer`: AdamW with global-norm clipping and a warmup + decay schedule."""
     values = dict(
-        name="adamw",  # 'adamw' or 'sgd'
+        name="adamw",  # 'adamw', 'adafactor' (factored second moments; RLAIF App. G) or 'sgd'
         learning_rate=1e-3,  # peak learning rate
         schedule="cosine",  # 'constant', 'linear' or 'cosine' decay after warmup
         warmup_steps=0,  # linear warmup from 0

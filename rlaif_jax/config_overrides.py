@@ -21,6 +21,32 @@ def unknown_override_keys(config, overrides: Sequence[str]) -> list[str]:
     return unknown
 
 
+OVERWRITE_FLAG = "--config.overwrite"
+
+
+def split_overwrite(argv: Sequence[str]) -> tuple[list[str], bool]:
+    """`argv` without `--config.overwrite[=True|False]`, and its value (False when absent).
+
+    `overwrite` is a request to the runner (start afresh in a used workdir, `rerun_guard.replace_workdir`), not a
+    setting of the experiment, so it is not a key of any config and is taken out before absl parses the flags.
+    """
+    kept, overwrite = [], False
+    for arg in argv:
+        name, has_value, value = arg.partition("=")
+        if name != OVERWRITE_FLAG:
+            kept.append(arg)
+            continue
+        if not has_value:
+            overwrite = True
+        elif value.lower() in ("true", "1", "yes"):
+            overwrite = True
+        elif value.lower() in ("false", "0", "no"):
+            overwrite = False
+        else:
+            raise SystemExit(f"{OVERWRITE_FLAG}={value!r}: expected True or False")
+    return kept, overwrite
+
+
 def check_argv(argv: Sequence[str]) -> None:
     """Exits with a message naming each unknown `--config.KEY` in `argv` and the keys that do exist there."""
     config_path = next((arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")), None)

@@ -112,6 +112,8 @@ def tree_shardings(boxed_abstract_tree: Any, mesh: Mesh, rules) -> Any:
         if isinstance(leaf, nn.Partitioned):
             if not hasattr(leaf.value, "shape"):  # optax.MaskedNode: a param another multi_transform group owns
                 return leaf.value
+            if len(leaf.value.shape) != len(leaf.names):  # Adafactor's factored row / column moments: small
+                return NamedSharding(mesh, PartitionSpec())
             return logical_to_sharding(leaf.value.shape, leaf.names, mesh, rules)
         return NamedSharding(mesh, PartitionSpec())
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import jax
 import ml_collections
@@ -45,21 +46,35 @@ def _jsonable(value: Any, key: str) -> Any:
     raise TypeError(f"{key} = {value!r} ({type(value).__name__}) cannot be written as JSON")
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> str:
+def write_config(config: ml_collections.ConfigDict, workdir: str, *, guard: bool = True) -> str:
     """Writes `workdir/config.json` (creating `workdir`) and returns its path.
 
-    If a `config.json` with different content is already there it is kept as
-    `config.json.prev-N` (N one past the highest existing N) before the new one is
-    written, so no config a run was started with is ever lost.
+    With `guard` (every job), a `config.json` already there is the config of an earlier run in this workdir: if the
+    new config changes a results-changing key, `rerun_guard.ConfigChangedError` lists every such key and nothing
+    is written. A config that differs only in keys that extend the run (`rerun_guard.EXTENDING_KEYS`), or any
+    change with `guard=False`, keeps the old file as `config.json.prev-N` (N one past the highest existing N)
+    before the new one is written, so no config a run was started with is ever lost.
     """
-    os.makedirs(workdir, exist_ok=True)
+    from rlaif_jax import rerun_guard
+
     path = os.path.join(workdir, CONFIG_FILE)
     text = config_to_json(config)
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
-            if f.read() == text:
-                return path
+            old_text = f.read()
+        if old_text == text:
+            return path
+        if guard:
+            try:
+                old = json.loads(old_text)
+            except json.JSONDecodeError as error:
+                raise rerun_guard.ConfigChangedError(
+                    f"{path}: not JSON ({error}); cannot tell whether this re-run continues that run"
+                ) from error
+            rerun_guard.check_rerun(old, json.loads(text), path)
+            rerun_guard.check_num_steps(json.loads(text), workdir)
         os.rename(path, f"{path}.prev-{_next_prev_index(workdir)}")
+    os.makedirs(workdir, exist_ok=True)
     write_text_atomic(path, text)
     return path
 
@@ -74,19 +89,46 @@ def _next_prev_index(workdir: str) -> int:
     return max(taken, default=0) + 1
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes `text` to `path` so that a reader (or a run killed mid-write) sees the old file or the new one, never
-    a part: a uniquely named temp file in the same directory, fsync, then rename over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + ".tmp-")
+@contextlib.contextmanager
+def _replacing(path: str):
+    """Yields (fd, name) of a uniquely named temp file beside `path`; renames it over `path` when the block ends,
+    deletes it if the block raised."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=os.path.basename(path) + ".tmp-")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield fd, tmp
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
+
+
+def write_atomic(path: str, write_to: Callable[[BinaryIO], Any]) -> None:
+    """Writes a file with `write_to(binary_file)` so that a reader (or a run killed mid-write) sees the old `path`
+    or the new one, never a part: a uniquely named temp file in the same directory, fsync, then rename over `path`.
+    Every output of the library (text, JSONL, .npz, .png, .safetensors) is written through it."""
+    with _replacing(path) as (fd, _), os.fdopen(fd, "wb") as f:
+        write_to(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_path_atomic(path: str, write_to_path: Callable[[str], Any]) -> None:
+    """`write_atomic` for writers that take a file name (safetensors' `save_file`): `write_to_path(temp_name)`
+    writes the whole temp file, which is then fsynced and renamed over `path`."""
+    with _replacing(path) as (fd, tmp):
+        os.close(fd)
+        write_to_path(tmp)
+        sync_fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(sync_fd)
+        finally:
+            os.close(sync_fd)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes UTF-8 `text` to `path` atomically (`write_atomic`)."""
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:

@@ -32,12 +32,12 @@ def test_config_round_trip(tmp_path):
     assert ml_collections.ConfigDict(json.loads(text)).model.shape == [2, 3]
 
 
-def test_changed_config_keeps_previous(tmp_path):
+def test_changed_config_keeps_previous_when_unguarded(tmp_path):
     wd.write_config(_config(1e-3), str(tmp_path))
     wd.write_config(_config(1e-3), str(tmp_path))
     assert not glob.glob(str(tmp_path / "config.json.prev-*"))
-    wd.write_config(_config(2e-3), str(tmp_path))
-    wd.write_config(_config(3e-3), str(tmp_path))
+    wd.write_config(_config(2e-3), str(tmp_path), guard=False)
+    wd.write_config(_config(3e-3), str(tmp_path), guard=False)
     lrs = {
         name: json.loads((tmp_path / name).read_text())["lr"]
         for name in ("config.json", "config.json.prev-1", "config.json.prev-2")
@@ -107,7 +107,8 @@ def test_tensorboard_event_file(tmp_path):
 
 
 _WRITER = """
-import os, sys, tempfile
+from __future__ import annotations
+import contextlib, os, sys, tempfile
 {source}
 path = sys.argv[1]
 rows = open(path).read().splitlines(keepends=True) if os.path.exists(path) else []
@@ -129,9 +130,10 @@ def test_kill_9_during_atomic_rewrites_never_loses_a_written_row(tmp_path):
     import sys
     import time
 
-    from rlaif_jax.workdir import write_text_atomic
+    from rlaif_jax import workdir
 
-    script = _WRITER.format(source=inspect.getsource(write_text_atomic))
+    helpers = (workdir._replacing, workdir.write_atomic, workdir.write_text_atomic)  # noqa: SLF001
+    script = _WRITER.format(source="\n".join(inspect.getsource(helper) for helper in helpers))
     path = tmp_path / "rows.jsonl"
     rng = np.random.default_rng(0)
     confirmed = -1
@@ -147,3 +149,20 @@ def test_kill_9_during_atomic_rewrites_never_loses_a_written_row(tmp_path):
         rows = [json.loads(line) for line in path.read_text().splitlines()]  # parses: never a torn file
         assert [row["row"] for row in rows] == list(range(len(rows)))  # every row, in order
         assert len(rows) > confirmed  # nothing confirmed before the kill is lost
+
+
+def test_write_atomic_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    path = str(tmp_path / "ref.npz")
+    wd.write_atomic(path, lambda f: np.savez(f, x=np.arange(3)))
+    with np.load(path) as saved:
+        np.testing.assert_array_equal(saved["x"], np.arange(3))
+
+    def fails_midway(f):
+        f.write(b"PK partial")
+        raise OSError("disk full (injected)")
+
+    with pytest.raises(OSError, match="disk full"):
+        wd.write_atomic(path, fails_midway)
+    with np.load(path) as saved:  # the old file, whole
+        np.testing.assert_array_equal(saved["x"], np.arange(3))
+    assert os.listdir(tmp_path) == ["ref.npz"]  # no temp file left behind

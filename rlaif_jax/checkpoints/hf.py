@@ -136,7 +136,7 @@ def hf_state_dict_from_params(params: Mapping[str, Any], config: ModelConfig) ->
 
 
 def write_safetensors(state: Mapping[str, np.ndarray], path: str) -> None:
-    """Writes `state` to `path` atomically (temp file, then rename), with the metadata transformers expects."""
-    tmp = path + ".tmp"
-    safetensors.numpy.save_file(dict(state), tmp, metadata={"format": "pt"})
-    os.replace(tmp, path)
+    """Writes `state` to `path` atomically (`workdir.write_path_atomic`), with the metadata transformers expects."""
+    from rlaif_jax.workdir import write_path_atomic
+
+    write_path_atomic(path, lambda tmp: safetensors.numpy.save_file(dict(state), tmp, metadata={"format": "pt"}))

@@ -32,8 +32,12 @@ class CheckpointManager:
 
     Saves are asynchronous: `save` returns once the arrays are copied off the
     caller's buffers, so the caller may donate or replace them at once; the write
-    is finished by the next `save`, `wait_until_finished` or `close`. A directory
-    left half-written by a crash (`<step>.orbax-checkpoint-tmp*`) is not a step.
+    is finished by the next `save`, `wait_until_finished` or `close`. A step still
+    being written is not listed; a directory left half-written by a crash
+    (`<step>.orbax-checkpoint-tmp*`) is never a step and is deleted when the next
+    manager opens the directory. A background save that failed makes the next
+    `save` (or `wait_until_finished` / `close`) raise its error, and its step is
+    never listed.
     """
 
     def __init__(self, workdir: str, *, keep: int = 3):
@@ -46,6 +50,7 @@ class CheckpointManager:
             save_interval_steps=1,
             enable_async_checkpointing=True,
             create=True,
+            cleanup_tmp_directories=True,  # saves a killed run left unfinished
         )
         self._manager = _OrbaxManager(self.directory, options=options)
 
@@ -58,12 +63,32 @@ class CheckpointManager:
         return self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
 
     def all_steps(self) -> list[int]:
-        """Returns the saved steps, ascending, including one still being written."""
-        return sorted(self._manager.all_steps())
+        """Returns the finished steps, ascending (not one still being written)."""
+        return sorted(
+            step
+            for step in self._manager.all_steps()
+            if ocp.path.step.is_path_finalized(os.path.join(self.directory, str(step)))
+        )
 
     def latest_step(self) -> int | None:
-        """Returns the newest saved step (maybe still being written), or None."""
-        return self._manager.latest_step()
+        """Returns the newest finished step, or None."""
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    def resume_step(self, num_steps: int) -> int:
+        """The step a run of `num_steps` (config.train.num_steps) resumes from: the latest saved step, 0 if none.
+
+        Raises ValueError (closing this manager) when the latest step is past `num_steps`: training would not run
+        and the job would export the later checkpoint's weights as the shorter run's.
+        """
+        step = self.latest_step() or 0
+        if step > num_steps:
+            self.close()
+            raise ValueError(
+                f"{self.directory} has a checkpoint at step {step}, past config.train.num_steps={num_steps}: "
+                f"raise num_steps to at least {step}, or start afresh (--config.overwrite=True or a new workdir)"
+            )
+        return step
 
     def restore(self, step: int | None, abstract_state: PyTree) -> PyTree:
         """Restores `step` (None: the latest) into the structure of `abstract_state`.
@@ -79,7 +104,7 @@ class CheckpointManager:
             step = self.latest_step()
             if step is None:
                 raise FileNotFoundError(f"{self.directory}: no checkpoint to restore")
-        elif step not in self._manager.all_steps():
+        elif step not in self.all_steps():
             raise FileNotFoundError(f"{self.directory}: no checkpoint for step {step}; have {self.all_steps()}")
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 

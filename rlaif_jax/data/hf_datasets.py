@@ -50,7 +50,8 @@ def _string(record: dict, key: str, where: str = "") -> str:
 
 
 def summarize_comparison_to_pair(record: dict[str, Any]) -> dict[str, Any]:
-    """One `summarize_from_feedback` comparison -> {'prompt', 'chosen', 'rejected', 'preference', 'margin'}.
+    """One `summarize_from_feedback` comparison -> {'prompt', 'chosen', 'rejected', 'preference', 'margin',
+    'confidence'} (the labeler's 1-9 confidence from `extra.confidence`; None where the record has none).
 
     Raises ValueError for a malformed record, SkipRow for a CNN/DM article comparison (no Reddit post).
     """
@@ -74,12 +75,17 @@ def summarize_comparison_to_pair(record: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"field 'choice' must be 0 or 1, got {choice!r}")
     if texts[0].strip() == texts[1].strip():
         raise SkipRow("identical summaries")
+    extra = record.get("extra")
+    confidence = extra.get("confidence") if isinstance(extra, dict) else None
+    if confidence is not None and (not isinstance(confidence, int) or isinstance(confidence, bool)):
+        raise ValueError(f"field 'extra.confidence' must be an integer 1-9 or null, got {confidence!r}")
     return {
         "prompt": prompt,
         "chosen": _response(texts[choice]),
         "rejected": _response(texts[1 - choice]),
         "preference": 1.0,
         "margin": 0.0,
+        "confidence": confidence,
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rlaif_jax.workdir import write_json, write_text_atomic
+from rlaif_jax.workdir import write_atomic, write_json, write_text_atomic
 
 PlotFn = Callable[[Any], None]  # draws on a matplotlib Axes
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -104,7 +104,7 @@ def save_plot(path: str, draw: PlotFn) -> str:
     FigureCanvasAgg(figure)
     draw(figure.add_subplot())
     figure.tight_layout()
-    figure.savefig(path)
+    write_atomic(path, lambda f: figure.savefig(f, format="png"))
     return path
 
 

@@ -83,7 +83,26 @@ def load_rows(data_config) -> list[dict]:
         raw = hf_datasets.load_pairs(
             data_config.source, data_config.input_file, data_config.split, data_dir=data_config.get("data_dir", "")
         )
+    confidence = tuple(data_config.get("confidence", ()))
+    if confidence:
+        raw = high_confidence_rows(raw, confidence, f"{data_config.input_file or data_config.source}")
     return [normalize_row(row, data_config.task) for row in raw]
+
+
+def high_confidence_rows(rows: list[dict], confidence: tuple[int, ...], source: str) -> list[dict]:
+    """The rows whose human labeler's 'confidence' (summarize_from_feedback's 1-9 scale) is in `confidence`
+    (RLAIF §3.2 fn. 4-5 keep 1, 2, 8, 9 for summarisation alignment). A source without the column, or a filter
+    that keeps nothing, raises ValueError naming `config.data.confidence`."""
+    if not any("confidence" in row for row in rows):
+        raise ValueError(
+            f"{source}: config.data.confidence={confidence} needs a 'confidence' column "
+            f"(source 'summarize_from_feedback' has one); the rows have {sorted(rows[0]) if rows else []}"
+        )
+    kept = [row for row in rows if row.get("confidence") in confidence]
+    if not kept:
+        raise ValueError(f"{source}: no row has a confidence in config.data.confidence={confidence}")
+    logging.info("%s: %d of %d rows have a confidence in %s", source, len(kept), len(rows), confidence)
+    return kept
 
 
 def label_key(settings: dict, index: int, row: dict) -> str:

@@ -1,4 +1,8 @@
-"""The `generate` job: answer a list of prompts, appending one JSON line per completion to generations.jsonl."""
+"""The `generate` job: answer a list of prompts, appending one JSON line per completion to generations.jsonl.
+
+A re-run resumes after the last prompt with all its samples written; prompt i's samples are drawn from
+fold_in(key(seed), i), so a resumed (or re-batched) run writes what an uninterrupted one would.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 from tqdm import tqdm
 
 from rlaif_jax import sampling, sharding
@@ -31,16 +36,28 @@ def read_prompts(path: str) -> list[str]:
     return prompts
 
 
-def _answered(path: str) -> int:
-    """How many prompts generations.jsonl already answers (a torn last line from a crash is dropped)."""
+def _answered(path: str, num_samples: int) -> int:
+    """How many leading prompts generations.jsonl fully answers (all `num_samples` rows written).
+
+    Rows past the first prompt that lacks a sample (a batch cut off by a kill, a torn last line) are dropped by an
+    atomic rewrite, never by rewriting the rows before them in place.
+    """
     if not os.path.exists(path):
         return 0
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
     complete = [line for line in lines if line.endswith("\n")]
-    if len(complete) != len(lines):  # a torn last line: drop it without ever rewriting the rows before it in place
-        run_dir.write_text_atomic(path, "".join(complete))
-    return len({json.loads(line)["prompt_index"] for line in complete})
+    counts: dict[int, int] = {}
+    for line in complete:
+        index = json.loads(line)["prompt_index"]
+        counts[index] = counts.get(index, 0) + 1
+    done = 0
+    while counts.get(done, 0) >= num_samples:
+        done += 1
+    kept = [line for line in complete if json.loads(line)["prompt_index"] < done]
+    if len(kept) != len(lines):
+        run_dir.write_text_atomic(path, "".join(kept))
+    return done
 
 
 def run(config, workdir: str) -> str:
@@ -48,7 +65,7 @@ def run(config, workdir: str) -> str:
     run_dir.write_config(config, workdir)
     prompts = read_prompts(config.prompts_file) if config.prompts_file else list(config.prompts)
     output_path = os.path.join(workdir, GENERATIONS_FILE)
-    done = _answered(output_path)
+    done = _answered(output_path, config.sampling.num_samples)
     if done >= len(prompts):
         print(f"all {len(prompts)} prompts already answered in {output_path}")
         return output_path
@@ -82,7 +99,7 @@ def run(config, workdir: str) -> str:
                 top_k=sampling_config.top_k,
                 top_p=sampling_config.top_p,
                 num_samples=sampling_config.num_samples,
-                rng=jax.random.fold_in(rng, batch_start),
+                prompt_rngs=jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.asarray(batch)),
             )
             for row, (text, length) in enumerate(zip(result.texts, result.lengths)):
                 index = batch[row // sampling_config.num_samples]

@@ -255,9 +255,7 @@ def cached_reference_logprobs(path: str, arrays: dict[str, np.ndarray], compute)
                 raise ValueError(f"{path}: computed for other token arrays than this run's data; delete it")
             return {k: cached[k] for k in ("reference_chosen_logps", "reference_rejected_logps")}
     values = compute()
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, fingerprint=np.asarray(fingerprint), **values)
-    os.replace(tmp, path)
+    run_dir.write_atomic(path, lambda f: np.savez(f, fingerprint=np.asarray(fingerprint), **values))
     return values
 
 

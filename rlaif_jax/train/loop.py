@@ -15,6 +15,7 @@ from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
 from rlaif_jax.data import batching
 from rlaif_jax.models.loading import LanguageModel, abstract_params
+from rlaif_jax.train.degenerate import DegenerateBatchWarnings
 from rlaif_jax.train.optimizer import make_optimizer, make_schedule
 from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
 
@@ -23,11 +24,13 @@ class NonFiniteLossError(RuntimeError):
     """Raised when more than `config.train.max_nonfinite_steps` steps had a non-finite loss or gradient."""
 
 
-def check_nonfinite(nonfinite_steps: float, limit: int, step: int) -> None:
-    """Raises NonFiniteLossError naming `step` once more than `limit` steps were skipped as non-finite."""
+def check_nonfinite(nonfinite_steps: float, limit: int, step: int, first_step: int | None = None) -> None:
+    """Raises NonFiniteLossError once more than `limit` steps were skipped as non-finite, naming the first
+    non-finite step (`first_step`, when known) and the step it was found at (`step`)."""
     if nonfinite_steps > limit:
+        first = f"step {first_step} was the first non-finite step; " if first_step is not None else ""
         raise NonFiniteLossError(
-            f"step {step}: {int(nonfinite_steps)} steps so far had a non-finite loss or gradient "
+            f"step {step}: {first}{int(nonfinite_steps)} steps so far had a non-finite loss or gradient "
             f"(allowed: config.train.max_nonfinite_steps={limit})"
         )
 
@@ -61,6 +64,8 @@ def _train_on_arrays(
     mask_names = [name for name in arrays if name.endswith("attention_mask")]
     rng = jax.random.key(config.seed)
     last_metrics: dict = {}
+    degenerate = DegenerateBatchWarnings()
+    since_log = []  # (step, finite, count) device scalars of the steps since the last log: fetched at the log
     with run_dir.MetricsWriter(workdir, resume_step=start_step) as metrics_writer:
         tokens_since_log, log_start = 0, time.perf_counter()
         for step in tqdm(range(start_step, stop_step), initial=start_step, total=stop_step, desc=desc, unit="step"):
@@ -70,13 +75,19 @@ def _train_on_arrays(
             state, metrics = train_step(state, batch, rng)
             tokens_since_log += sum(int(host_batch[name].sum()) for name in mask_names)
             done = step + 1
+            since_log.append((done, metrics["finite"], metrics["loss_count"]))
             if done % train.log_every == 0 or done == stop_step:
+                flags = jax.device_get([(finite, count) for _, finite, count in since_log])
+                degenerate.check_steps([s for s, _, _ in since_log], *zip(*flags))
+                since_log = []
                 last_metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
                 elapsed = time.perf_counter() - log_start
                 last_metrics.update(tokens_per_s=tokens_since_log / elapsed, learning_rate=float(schedule(step)))
                 metrics_writer.write(done, last_metrics)
                 tokens_since_log, log_start = 0, time.perf_counter()
-                check_nonfinite(last_metrics["nonfinite_steps"], train.max_nonfinite_steps, done)
+                check_nonfinite(
+                    last_metrics["nonfinite_steps"], train.max_nonfinite_steps, done, degenerate.first.get("nonfinite")
+                )
             signalled = done < stop_step and preemption.stop_requested(stop)
             if done % config.checkpoint.every_steps == 0 or done == stop_step or signalled:
                 checkpoints.save(done, state)
@@ -110,7 +121,7 @@ def fit(
     state_shardings = train_state_shardings(abstract_params(lm.config), optimizer, mesh, rules)
     state = jax.jit(init_train_state, static_argnums=1, out_shardings=state_shardings)(lm.params, optimizer)
     checkpoints = CheckpointManager(workdir, keep=config.checkpoint.keep)
-    start_step = checkpoints.latest_step() or 0
+    start_step = checkpoints.resume_step(num_steps)
     if start_step:
         state = checkpoints.restore(start_step, state)
     train_step = make_train_step(

@@ -1,4 +1,5 @@
-"""Optimizers from `config.optimizer`: optax AdamW (or SGD) with warmup + decay schedules and global-norm clipping."""
+"""Optimizers from `config.optimizer`: optax AdamW, Adafactor or SGD with warmup + decay schedules and global-norm
+clipping."""
 
 from __future__ import annotations
 
@@ -29,7 +30,12 @@ def make_schedule(optimizer_config, num_steps: int) -> optax.Schedule:
 
 
 def make_optimizer(optimizer_config, num_steps: int) -> optax.GradientTransformation:
-    """Clip by global norm (if `max_grad_norm` > 0), then AdamW or SGD on the schedule."""
+    """Clip by global norm (if `max_grad_norm` > 0), then AdamW, Adafactor or SGD on the schedule.
+
+    'adafactor' (RLAIF App. G trains SFT and RM with it) is optax's: factored second moments for matrices with both
+    dims >= 128 (O(rows + cols) memory), decay 0.8, update clipping at RMS 1, no momentum, and the schedule as the
+    absolute step size (`multiply_by_parameter_scale=False`, like AdamW's learning rate); `weight_decay` applies.
+    """
     schedule = make_schedule(optimizer_config, num_steps)
     name = optimizer_config.name
     if name == "adamw":
@@ -40,10 +46,16 @@ def make_optimizer(optimizer_config, num_steps: int) -> optax.GradientTransforma
             eps=optimizer_config.eps,
             weight_decay=optimizer_config.weight_decay,
         )
+    elif name == "adafactor":
+        core = optax.adafactor(
+            schedule,
+            multiply_by_parameter_scale=False,
+            weight_decay_rate=optimizer_config.weight_decay or None,
+        )
     elif name == "sgd":
         core = optax.sgd(schedule)
     else:
-        raise ValueError(f"config.optimizer.name={name!r}; expected 'adamw' or 'sgd'")
+        raise ValueError(f"config.optimizer.name={name!r}; expected 'adamw', 'adafactor' or 'sgd'")
     if optimizer_config.max_grad_norm > 0:
         return optax.chain(optax.clip_by_global_norm(optimizer_config.max_grad_norm), core)
     return core

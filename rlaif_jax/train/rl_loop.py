@@ -44,6 +44,7 @@ from rlaif_jax.losses import grpo, ppo, reinforce
 from rlaif_jax.losses.logprobs import groups_share_prompts, response_logprobs, response_values
 from rlaif_jax.models.loading import LanguageModel, abstract_params
 from rlaif_jax.train import rollout as rollouts
+from rlaif_jax.train.degenerate import DegenerateBatchWarnings
 from rlaif_jax.train.loop import check_nonfinite
 from rlaif_jax.train.optimizer import make_optimizer
 from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
@@ -321,7 +322,7 @@ def train_policy(
     prompt_length = rl.max_prompt_length
 
     checkpoints = CheckpointManager(workdir, keep=config.checkpoint.keep)
-    start_step = checkpoints.latest_step() or 0
+    start_step = checkpoints.resume_step(config.train.num_steps)
     if start_step:
         state = checkpoints.restore(start_step, state)
     score_group, train_group = prefix_group_sizes(rl)
@@ -354,6 +355,7 @@ def train_policy(
     start_path = os.path.join(workdir, EVAL_START_FILE)
     results = {"start": run_dir.cached_json(start_path, lambda: evaluate(policy, jax.random.fold_in(rng, 2)))}
     previous_length = None
+    degenerate = DegenerateBatchWarnings()
     compiles_before = monitoring.compile_totals()
     with (
         contextlib.closing(checkpoints),  # finishes a save in flight, also when an iteration raised
@@ -386,6 +388,10 @@ def train_policy(
                 prompt_length=prompt_length,
             )
             rollout_seconds = time.perf_counter() - start_time  # sampling and the reward
+            step_before = int(state["step"])
+            equal_groups = degenerate.check_rewards(
+                step_before + 1, rollout.scores, samples if rl.algorithm in GROUP_ALGORITHMS else None
+            )
             if not groups_share_prompts(rollout.tokens, prompt_length, score_group):
                 raise RuntimeError("rollout rows are not prompt-major: shared-prefix scoring would be wrong")
             scored = score_fn(state["params"], reference_params, rollout.tokens, rollout.attention_mask)
@@ -435,6 +441,11 @@ def train_policy(
                         num_steps=rollout_size,
                     )
                 )
+            degenerate.check_steps(
+                range(step_before + 1, step_before + 1 + len(train_metrics)),
+                [m["finite"] for m in train_metrics],
+                [m["loss_count"] for m in train_metrics],
+            )
             logged = {name: float(np.mean([m[name] for m in train_metrics])) for name in train_metrics[0]}
             if "logprobs" in scored:  # with old_logprobs='sampler' there is no recomputation to compare
                 gap = np.where(mask, np.abs(np.asarray(logprobs) - rollout.sampling_logprobs), 0.0)
@@ -446,6 +457,7 @@ def train_policy(
             logged["truncated_fraction"] = float(truncated.mean())
             if rl.algorithm in GROUP_ALGORITHMS:
                 logged["groups_dropped"] = float(dropped_groups)
+                logged["zero_variance_groups"] = float(equal_groups)
             logged.update(getattr(task.reward_fn, "last_metrics", {}))  # rule-based rewards' counts and term means
             compiles = monitoring.compile_totals()  # since the loop started: flat after the first iterations
             logged["compiles"] = compiles["compiles"] - compiles_before["compiles"]
@@ -463,7 +475,12 @@ def train_policy(
             if rl.algorithm not in GROUP_ALGORITHMS:
                 logged["explained_variance"] = _explained_variance(rl, values, targets["returns"], mask)
             health_warnings(logged, previous_length, int(state["step"]))
-            check_nonfinite(float(state["nonfinite_steps"]), config.train.max_nonfinite_steps, int(state["step"]))
+            check_nonfinite(
+                float(state["nonfinite_steps"]),
+                config.train.max_nonfinite_steps,
+                int(state["step"]),
+                degenerate.first.get("nonfinite"),
+            )
             previous_length = logged["response_length"]
             metrics_writer.write(int(state["step"]), logged)
             signalled = iteration + 1 < num_iterations and preemption.stop_requested(stop)

@@ -84,7 +84,8 @@ def make_train_step(
       so a resumed run draws the same numbers. A step whose loss or gradient is not finite, or whose batch has no
       counted element (every example truncated or masked), leaves params and optimizer state unchanged; the
       non-finite ones are counted in `state['nonfinite_steps']`. metrics: each loss metric as sum / count, plus
-      'grad_norm', 'applied' (1.0 if the update was applied), 'nonfinite_steps'.
+      'grad_norm', 'applied' (1.0 if the update was applied), 'finite' (1.0 if loss and gradient were finite),
+      'nonfinite_steps'.
     """
 
     def micro_step(params, micro_batch, rng, frozen):
@@ -137,6 +138,7 @@ def make_train_step(
         reported.update(
             grad_norm=grad_norm,
             applied=apply.astype(jnp.float32),
+            finite=finite.astype(jnp.float32),
             nonfinite_steps=new_state["nonfinite_steps"],
             loss_count=count,
         )

@@ -138,3 +138,72 @@ def test_no_preemption_query_in_single_process(tmp_path, monkeypatch):
         assert manager.save(1, _state(1))
         manager.wait_until_finished()
         assert manager.latest_step() == 1
+
+
+def test_unfinished_save_dirs_are_deleted_when_a_manager_opens(tmp_path):
+    with orbax_state.CheckpointManager(str(tmp_path)) as manager:
+        manager.save(1, {"w": jnp.ones(3)})
+    directory = tmp_path / orbax_state.CHECKPOINT_DIR
+    (directory / "2.orbax-checkpoint-tmp-1733300000").mkdir()  # a save killed mid-write
+    (directory / "2.orbax-checkpoint-tmp-1733300000" / "partial").write_text("x")
+    with orbax_state.CheckpointManager(str(tmp_path)) as manager:
+        assert manager.all_steps() == [1]
+        assert sorted(os.listdir(directory)) == ["1"]
+
+
+def _patch_finalize(monkeypatch, replacement):
+    from orbax.checkpoint._src.path import atomicity
+
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", replacement)
+
+
+def test_failed_background_save_raises_at_the_next_save_and_is_never_a_step(tmp_path, monkeypatch):
+    manager = orbax_state.CheckpointManager(str(tmp_path))
+    manager.save(1, {"w": jnp.ones(3)})
+    manager.wait_until_finished()
+
+    import threading
+
+    failed = threading.Event()
+
+    async def disk_full(self, *args, **kwargs):
+        failed.set()
+        raise OSError("disk full (injected)")
+
+    _patch_finalize(monkeypatch, disk_full)
+    manager.save(2, {"w": jnp.full(3, 2.0)})  # returns: the write fails in the background
+    assert failed.wait(timeout=60)
+    monkeypatch.undo()
+    with pytest.raises(OSError, match="disk full"):
+        manager.save(3, {"w": jnp.full(3, 3.0)})
+    assert manager.all_steps() == [1]
+    assert manager.latest_step() == 1
+    manager.save(4, {"w": jnp.full(4, 4.0)})  # the manager is usable again
+    manager.close()
+    with orbax_state.CheckpointManager(str(tmp_path)) as reopened:
+        assert reopened.all_steps() == [1, 4]
+
+
+def test_latest_step_never_names_a_step_still_being_written(tmp_path, monkeypatch):
+    import threading
+
+    from orbax.checkpoint._src.path import atomicity
+
+    original = atomicity.AtomicRenameTemporaryPath.finalize
+    release = threading.Event()
+
+    async def slow_finalize(self, *args, **kwargs):
+        release.wait(timeout=60)
+        return await original(self, *args, **kwargs)
+
+    manager = orbax_state.CheckpointManager(str(tmp_path))
+    manager.save(1, {"w": jnp.ones(3)})
+    manager.wait_until_finished()
+    _patch_finalize(monkeypatch, slow_finalize)
+    manager.save(2, {"w": jnp.full(3, 2.0)})
+    assert manager.latest_step() == 1  # step 2 is still being written
+    assert manager.all_steps() == [1]
+    release.set()
+    manager.wait_until_finished()
+    assert manager.latest_step() == 2
+    manager.close()

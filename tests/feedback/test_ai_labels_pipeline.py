@@ -55,8 +55,14 @@ def test_rerun_keeps_labelled_rows_and_labels_the_rest(tmp_path):
     assert [row["label_key"] for row in resumed] == [row["label_key"] for row in full]
     assert resumed[1]["preference"] == 0.123
     np.testing.assert_allclose([r["preference"] for r in resumed[2:]], [r["preference"] for r in full[2:]], atol=1e-6)
-    with pytest.raises(ValueError, match="other labeler settings"):
+    from rlaif_jax.rerun_guard import ConfigChangedError
+
+    with pytest.raises(ConfigChangedError, match=r"labeler.num_shots: 0 then, 1 now"):  # same workdir: the guard
         pipelines.run(labels_config(num_shots=1), str(partial_dir))
+    elsewhere = labels_config(num_shots=1)  # another workdir writing into the same labels file: the job's own check
+    elsewhere.data.output_file = str(partial_dir / "ai_labels.jsonl")
+    with pytest.raises(ValueError, match="other labeler settings"):
+        pipelines.run(elsewhere, str(tmp_path / "elsewhere"))
 
 
 def test_bad_rows_name_the_file_and_line(tmp_path):
@@ -89,3 +95,35 @@ def test_soft_label_reward_model_trains_on_the_labels(tmp_path):
     results = pipelines.run(config, str(tmp_path / "rm"))
     assert results["loss_type"] == "soft_label" and results["num_train_examples"] == 8
     assert np.isfinite(results["eval_loss"])
+
+
+def test_confidence_filter_keeps_the_high_confidence_summarize_comparisons(tmp_path):
+    import json as json_module
+    import pathlib
+
+    from rlaif_jax.pipelines import ai_labels
+
+    fixture = pathlib.Path(__file__).parents[1] / "data" / "fixtures" / "summarize_comparisons.jsonl"
+    records = [json_module.loads(line) for line in open(fixture)]
+    low = json_module.loads(json_module.dumps(records[0]))
+    low["extra"]["confidence"], low["info"]["id"] = 5, "t3_low"
+    unknown = json_module.loads(json_module.dumps(records[1]))
+    unknown["extra"] = {"confidence": None}
+    path = tmp_path / "comparisons.jsonl"
+    path.write_text("".join(json_module.dumps(r) + "\n" for r in [*records, low, unknown]))
+    config = config_defaults.load_config_file("rlaif_labels", "paper")
+    assert tuple(config.data.confidence) == (1, 2, 8, 9)
+    config.data.input_file = str(path)
+    rows = ai_labels.load_rows(config.data)
+    assert len(rows) == 3  # confidence 8, 9, 2 (the CNN/DM article and the 5 / null rows are out)
+    config.data.confidence = ()
+    assert len(ai_labels.load_rows(config.data)) == 5
+    config.data.confidence = (7,)
+    with pytest.raises(ValueError, match=r"no row has a confidence in config.data.confidence=\(7,\)"):
+        ai_labels.load_rows(config.data)
+    toy = config_defaults.load_config_file("rlaif_labels", "tiny")
+    toy.data.confidence = (1, 9)
+    with pytest.raises(ValueError, match=r"config.data.confidence=\(1, 9\) needs a 'confidence' column"):
+        ai_labels.load_rows(toy.data)
+    chain = config_defaults.load_config_file("rlaif", "paper_tldr")
+    assert tuple(chain.stages.labels.data.confidence) == ()  # the RM's labels cover the whole split

@@ -224,6 +224,31 @@ def test_sampling_is_deterministic_given_rng(lm):
     assert (first.tokens != _greedy(lm, PROMPTS).tokens).any()
 
 
+def test_prompt_rngs_make_each_prompts_samples_independent_of_its_batch(lm):
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(3), i))(jax.numpy.arange(len(PROMPTS)))
+
+    def sample(indices):
+        return sampling.generate(
+            lm,
+            [PROMPTS[i] for i in indices],
+            max_new_tokens=NEW_TOKENS,
+            prompt_rngs=keys[np.asarray(indices)],
+            temperature=1.0,
+            stop_tokens=[],
+            num_samples=2,
+        )
+
+    together = sample(list(range(len(PROMPTS))))
+    for i in range(len(PROMPTS)):  # alone, and in a batch in another order
+        alone = sample([i])
+        np.testing.assert_array_equal(alone.tokens, together.tokens[2 * i : 2 * i + 2])
+    reordered = sample(list(range(len(PROMPTS)))[::-1])
+    np.testing.assert_array_equal(reordered.tokens[-2:], together.tokens[:2])
+    assert (together.tokens[0] != together.tokens[1]).any()  # the two samples of a prompt differ
+    with pytest.raises(ValueError, match="one per prompt"):
+        sampling.generate(lm, PROMPTS, max_new_tokens=2, prompt_rngs=keys[:1], temperature=1.0)
+
+
 @pytest.mark.parametrize("filters", [dict(top_k=1), dict(top_p=1e-6)], ids=["top_k=1", "top_p=1e-6"])
 def test_degenerate_filters_equal_greedy(lm, filters, record_diff):
     greedy = _greedy(lm, PROMPTS)

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from rlaif_jax import config_defaults, config_overrides, pipelines
-from rlaif_jax.workdir import read_metrics
+from rlaif_jax.workdir import read_metrics, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -57,6 +57,23 @@ def test_generate_tiny_writes_and_resumes(tmp_path):
     assert all(row["num_tokens"] <= 4 for row in rows)
     pipelines.run(config, str(tmp_path))  # everything answered: nothing appended
     assert len(open(path).readlines()) == 3
+
+
+def test_generate_resume_after_a_cut_batch_equals_an_uninterrupted_run(tmp_path):
+    config = config_defaults.load_config_file("generate", "tiny")
+    config.sampling.update(max_new_tokens=4, temperature=1.0, num_samples=2)
+    config.batch_size = 2
+    straight = pipelines.run(config, str(tmp_path / "straight"))
+    expected = open(straight).read()
+    lines = expected.splitlines(keepends=True)
+    assert [json.loads(line)["prompt_index"] for line in lines] == [0, 0, 1, 1, 2, 2]
+    # A kill left prompt 1 with one of its two samples and a torn line: prompt 1 is not answered.
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    (resumed_dir / "generations.jsonl").write_text("".join(lines[:3]) + lines[3][:10])
+    write_config(config, str(resumed_dir))
+    resumed = pipelines.run(config, str(resumed_dir))
+    assert open(resumed).read() == expected  # prompt 1 redrawn from its own key, not from the batch offset
 
 
 def test_generate_names_prompt_over_context(tmp_path):

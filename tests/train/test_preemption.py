@@ -60,10 +60,19 @@ def _saved_steps(workdir) -> list[int]:
     return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
 
 
-def test_sigterm_saves_the_step_and_the_rerun_matches_an_uninterrupted_run(tmp_path, record_property):
-    overrides = ("--config.train.log_every=1", "--config.checkpoint.every_steps=100")  # no save near the signal
-    config = "configs/sft.py:tiny"
-    target = int(np.random.default_rng().integers(15, 150))  # a random step, reported when the test fails
+# (config, steps of the run, extra overrides): SFT, a reward model and DPO all train through train/loop.fit.
+OFFLINE_RUNS = {
+    "sft": ("configs/sft.py:tiny", 200, ()),
+    "reward_model": ("configs/reward_model.py:tiny", 120, ("--config.train.num_steps=120",)),
+    "dpo": ("configs/dpo.py:tiny", 60, ("--config.train.num_steps=60", "--config.sft.train.num_steps=40")),
+}
+
+
+@pytest.mark.parametrize("job", sorted(OFFLINE_RUNS))
+def test_sigterm_saves_the_step_and_the_rerun_matches_an_uninterrupted_run(tmp_path, job, record_property):
+    config, num_steps, extra = OFFLINE_RUNS[job]
+    overrides = ("--config.train.log_every=1", "--config.checkpoint.every_steps=1000", *extra)  # no save nearby
+    target = int(np.random.default_rng().integers(5, num_steps - 20))  # a random step, reported if the test fails
     record_property("sigterm_after_step", target)
 
     code, logged, stderr = _terminate_at(
@@ -72,7 +81,7 @@ def test_sigterm_saves_the_step_and_the_rerun_matches_an_uninterrupted_run(tmp_p
     assert code == preemption.PREEMPTED_EXIT_CODE, (target, stderr[-3000:])
     saved = _saved_steps(tmp_path / "stopped")
     stopped_at = max(saved)
-    assert stopped_at >= logged and stopped_at < 200, (saved, logged)  # at most the step in flight is lost
+    assert stopped_at >= logged and stopped_at < num_steps, (saved, logged)  # at most the step in flight is lost
     assert f"stopped by a signal at step {stopped_at}" in stderr
     assert _last_logged_step(tmp_path / "stopped") == stopped_at
 
@@ -81,7 +90,7 @@ def test_sigterm_saves_the_step_and_the_rerun_matches_an_uninterrupted_run(tmp_p
     uninterrupted = _run(_command(config, tmp_path / "straight", *overrides))
     assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
     rows, expected = read_metrics(str(tmp_path / "stopped")), read_metrics(str(tmp_path / "straight"))
-    assert [row["step"] for row in rows] == list(range(1, 201)) == [row["step"] for row in expected]
+    assert [row["step"] for row in rows] == list(range(1, num_steps + 1)) == [row["step"] for row in expected]
     assert [row["loss"] for row in rows] == [row["loss"] for row in expected]  # bit-identical after the resume
 
 

@@ -1,0 +1,142 @@
+"""The re-run guard: a job re-run in a workdir that holds an earlier run continues it only if the config is the same
+up to keys that merely extend the run; any other change stops the job before it writes anything.
+
+The fingerprint of a run is its `config.json` (every key, since nearly every key changes some output) minus
+`EXTENDING_KEYS`: more `train.num_steps`, a later `train.stop_at_step`, logging and checkpoint cadence, the mesh
+(a pod slice of another shape resumes the run), and a `prompts` list that keeps the earlier prompts as its prefix.
+`--config.overwrite=True` (main.py) moves the old workdir to `WORKDIR.replaced-YYYYmmdd-HHMMSS` and starts afresh.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from absl import logging
+
+# Dotted keys (from the job config's root) whose change continues a run instead of starting another one.
+EXTENDING_KEYS = frozenset(
+    {
+        "train.num_steps",  # more steps continue from the latest checkpoint (fewer than it is an error: train/)
+        "train.stop_at_step",  # where a run pauses as if preempted
+        "train.log_every",
+        "checkpoint.every_steps",
+        "checkpoint.every_iterations",
+        "checkpoint.keep",
+        # The device layout: a checkpoint restores onto any mesh (float32 rounding aside, the same run).
+        "mesh.data",
+        "mesh.fsdp",
+        "mesh.tensor",
+        "mesh.num_devices",
+        "mesh.rules",
+    }
+)
+# List-valued keys that may grow at the end (earlier entries' outputs stay valid).
+APPENDABLE_KEYS = frozenset({"prompts"})
+
+
+class ConfigChangedError(ValueError):
+    """A re-run's config differs from the workdir's earlier run in a key that changes results."""
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, Mapping):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        if not tree and prefix:
+            flat[prefix] = {}
+        return flat
+    return {prefix: tree}
+
+
+_MISSING = "<absent>"
+
+
+def changed_keys(old: Mapping, new: Mapping) -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) of every key whose change is not an extension, sorted by key.
+
+    `old` and `new` are config dicts as written to config.json. A key only one of them has counts as changed
+    (its value on the other side is '<absent>').
+    """
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    changes = []
+    for key in sorted(set(flat_old) | set(flat_new)):
+        before, after = flat_old.get(key, _MISSING), flat_new.get(key, _MISSING)
+        if before == after or key in EXTENDING_KEYS:
+            continue
+        if (
+            key in APPENDABLE_KEYS
+            and isinstance(before, list)
+            and isinstance(after, list)
+            and after[: len(before)] == before
+        ):
+            continue
+        changes.append((key, before, after))
+    return changes
+
+
+def check_rerun(old: Mapping, new: Mapping, config_path: str) -> None:
+    """Raises ConfigChangedError listing every results-changing key of `new` against `old` (the config the run at
+    `config_path` was started with), with both values. When the re-run may continue, logs the extending keys it
+    changed (a decaying LR schedule is rebuilt for a new `train.num_steps`: the steps already taken keep theirs)."""
+    changes = changed_keys(old, new)
+    if not changes:
+        flat_old, flat_new = _flatten(old), _flatten(new)
+        extended = [key for key in sorted(EXTENDING_KEYS) if flat_old.get(key, _MISSING) != flat_new.get(key, _MISSING)]
+        if extended:
+            logging.warning(
+                "continuing the run in %s with %s",
+                os.path.dirname(config_path),
+                "; ".join(
+                    f"{key}: {flat_old.get(key, _MISSING)!r} then, {flat_new.get(key, _MISSING)!r} now"
+                    for key in extended
+                ),
+            )
+        return
+    workdir = os.path.dirname(config_path)
+    lines = "\n".join(f"  {key}: {_short(before)} then, {_short(after)} now" for key, before, after in changes)
+    raise ConfigChangedError(
+        f"{workdir} holds a run started with another config ({config_path}); nothing was written. "
+        f"{len(changes)} changed key(s):\n{lines}\n"
+        f"Use a new --workdir, or add --config.overwrite=True to start afresh there (the old run is kept as "
+        f"{workdir}.replaced-<date>)."
+    )
+
+
+def check_num_steps(new: Mapping, workdir: str) -> None:
+    """Raises ConfigChangedError when `new['train']['num_steps']` is below the newest checkpoint step saved in
+    `workdir/checkpoints/` (a shorter re-run would export the longer run's weights as its own)."""
+    num_steps = new.get("train", {}).get("num_steps") if isinstance(new.get("train"), Mapping) else None
+    directory = os.path.join(workdir, "checkpoints")
+    if not isinstance(num_steps, int) or num_steps <= 0 or not os.path.isdir(directory):
+        return  # 0: derived from epochs by the job (train/loop.fit checks the derived number)
+    steps = [int(name) for name in os.listdir(directory) if name.isdigit()]
+    if steps and max(steps) > num_steps:
+        raise ConfigChangedError(
+            f"{directory} has a checkpoint at step {max(steps)}, past train.num_steps={num_steps}; nothing was "
+            f"written: raise num_steps to at least {max(steps)}, or start afresh (--config.overwrite=True or a new "
+            f"--workdir)"
+        )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def replace_workdir(workdir: str, now: datetime.datetime | None = None) -> str | None:
+    """Moves a non-empty `workdir` to `WORKDIR.replaced-YYYYmmdd-HHMMSS` (a `-N` suffix if taken) so a run can
+    start afresh there; returns the new name, or None when there was nothing to move."""
+    workdir = os.path.abspath(workdir)
+    if not os.path.isdir(workdir) or not os.listdir(workdir):
+        return None
+    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    target, suffix = f"{workdir}.replaced-{stamp}", 1
+    while os.path.exists(target):
+        suffix += 1
+        target = f"{workdir}.replaced-{stamp}-{suffix}"
+    os.rename(workdir, target)
+    return target
