@@ -138,16 +138,30 @@ def place(host_tree: Any, shardings: Any | None) -> Any:
 
 
 def maybe_initialize_distributed() -> None:
-    """Calls `jax.distributed.initialize()` when launched on several hosts (cluster env vars set), else nothing."""
+    """Calls `jax.distributed.initialize()` when launched on several hosts (cluster env vars set), else nothing.
+
+    Besides the clusters JAX detects itself (SLURM, Open MPI, TPU pods), a launch by hand sets
+    JAX_COORDINATOR_ADDRESS (e.g. 127.0.0.1:PORT), JAX_NUM_PROCESSES and JAX_PROCESS_ID. CPU processes talk
+    through gloo (JAX's CPU default has no cross-process collectives).
+    """
     import os
 
     multi_host_markers = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")
-    if any(os.environ.get(marker) for marker in multi_host_markers):
-        try:
-            jax.distributed.initialize()
-        except RuntimeError as error:  # already initialised, or a single-host SLURM job
-            if "already" not in str(error).lower():
-                raise
+    if not any(os.environ.get(marker) for marker in multi_host_markers):
+        return
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    explicit = {}
+    if os.environ.get("JAX_NUM_PROCESSES") and os.environ.get("JAX_PROCESS_ID"):
+        explicit = dict(
+            coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+            process_id=int(os.environ["JAX_PROCESS_ID"]),
+        )
+    try:
+        jax.distributed.initialize(**explicit)
+    except RuntimeError as error:  # already initialised, or a single-host SLURM job
+        if "already" not in str(error).lower():
+            raise
 
 
 def batch_axes(rules=None) -> Any:
