@@ -8,7 +8,7 @@ from rlaif_jax import config_defaults, pipelines
 from rlaif_jax.workdir import read_metrics
 
 
-def test_arithmetic_task_with_a_composed_reward_tis_and_kl_in_reward(tmp_path):
+def test_arithmetic_task_with_a_composed_reward_tis_and_kl_in_reward(tmp_path, caplog):
     """The verifiable task end to end on the random-init byte model: prompts from data/arithmetic.py, the reward
     'arithmetic + 0.1*format' (a weighted sum of rules), exact-answer accuracy as the held-out judge, and the
     reward's term means and unparsed-answer count in the metrics row; with truncated importance sampling on and the
@@ -21,8 +21,13 @@ def test_arithmetic_task_with_a_composed_reward_tis_and_kl_in_reward(tmp_path):
     config.rl.prompts_per_rollout, config.rl.minibatch_size, config.rl.eval_prompts = 4, 16, 4
     config.rl.tis_cap, config.rl.kl_in_reward = 2.0, True
     config.train.num_steps = 1
-    results = pipelines.run(config, str(tmp_path))
+    with caplog.at_level("WARNING"):
+        results = pipelines.run(config, str(tmp_path))
     (row,) = read_metrics(str(tmp_path))
+    # Random bytes never answer: every group's rewards are equal, which the loop warns of once, naming the step.
+    assert row["zero_variance_groups"] == 4.0
+    warned = [r.getMessage() for r in caplog.records if "groups have all" in r.getMessage()]
+    assert warned == ["step 1: 4 of 4 groups have all 4 rewards equal: their advantages are 0"]
     assert row["sampler_gap_max"] <= 1e-5 and row["applied"] == 1.0
     assert abs(row["loss"] - row["policy_loss"]) < 1e-6  # no β·k3 in the loss
     assert row["reward/arithmetic"] == 0.0 and row["reward/format"] == 0.0  # random bytes never answer
