@@ -8,7 +8,8 @@ job, that each reference names an earlier stage, that PATH is an output that sta
 each job's own `check_config(stage_config)` where its module has one.
 
 A finished stage leaves WORKDIR/NAME/stage_done.json (its effective config, results and wall time): a re-run skips
-it, and raises (changing nothing) if the stage's config differs from the one it ran with. An interrupted stage has
+it, and raises (changing nothing) if the stage's config differs from the one it ran with in a key that changes
+results (`rerun_guard`; every stage is checked before anything is written). An interrupted stage has
 no marker and is called again; every job resumes from its own checkpoints.
 """
 
@@ -125,18 +126,11 @@ def resolve(stage_config, workdir: str) -> ml_collections.ConfigDict:
     return resolved
 
 
-def _first_difference(a, b, prefix: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                return _first_difference(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
-    return f"{prefix}: {a!r} then, {b!r} now"
-
-
 def _check_stage_rerun(name: str, stage, workdir: str) -> dict | None:
-    """The stage_done.json record of a finished stage (None if it has not finished). Raises ValueError if a finished
-    stage's config differs from the one it ran with, or `rerun_guard.ConfigChangedError` if an interrupted one's
-    differs in a results-changing key."""
+    """The stage_done.json record of a finished stage (None if it has not finished). Raises
+    `rerun_guard.ConfigChangedError` if the stage's config differs from the one it ran with in a results-changing
+    key (a finished stage whose config differs only in extending keys, such as the mesh, stays done), or if an
+    interrupted stage's `train.num_steps` is below its latest checkpoint."""
     from rlaif_jax import rerun_guard
 
     stage_dir = os.path.join(workdir, name)
@@ -145,17 +139,18 @@ def _check_stage_rerun(name: str, stage, workdir: str) -> dict | None:
     if os.path.exists(done_path):
         with open(done_path, encoding="utf-8") as f:
             done = json.load(f)
-        if done["config"] != effective:
-            raise ValueError(
-                f"stage {name!r} already ran in {stage_dir} with another config "
-                f"({_first_difference(done['config'], effective)}); nothing was changed: use a new workdir, "
-                f"move {stage_dir} away, or add --config.overwrite=True"
-            )
+        rerun_guard.check_rerun(done["config"], effective, done_path)
         return done
     config_path = os.path.join(stage_dir, run_dir.CONFIG_FILE)
     if os.path.exists(config_path):
         with open(config_path, encoding="utf-8") as f:
-            rerun_guard.check_rerun(json.load(f), effective, config_path)
+            text = f.read()
+        try:
+            recorded = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise rerun_guard.ConfigChangedError(f"{config_path}: not JSON ({error}); move {stage_dir} away") from error
+        rerun_guard.check_rerun(recorded, effective, config_path)
+        rerun_guard.check_num_steps(effective, stage_dir)
     return None
 
 

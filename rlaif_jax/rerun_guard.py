@@ -55,17 +55,55 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 _MISSING = "<absent>"
 
 
+_OFF_VALUES = (None, False, 0, 0.0, "", (), [], {})
+
+
+def _job_prefixes(*trees: Mapping) -> set[str]:
+    """Dotted paths ('' = the root) of the sub-configs that are whole job configs (they have a 'job' key), such as
+    online_rl's `sft` block: their own extending keys extend them."""
+    prefixes: set[str] = set()
+
+    def walk(tree, prefix):
+        if not isinstance(tree, Mapping):
+            return
+        if "job" in tree or not prefix:
+            prefixes.add(prefix)
+        for key, value in tree.items():
+            walk(value, f"{prefix}.{key}" if prefix else str(key))
+
+    for tree in trees:
+        walk(tree, "")
+    return prefixes
+
+
+def _is_extending(key: str, prefixes: set[str]) -> bool:
+    if key in EXTENDING_KEYS:
+        return True
+    # A nested job's cadence, pause point and mesh extend it too; its num_steps does not: its result is this run's
+    # input (online_rl's SFT start), so more SFT steps would change what the resumed run continues from.
+    return any(
+        key == f"{prefix}.{extending}"
+        for prefix in prefixes
+        if prefix
+        for extending in EXTENDING_KEYS - {"train.num_steps"}
+    )
+
+
 def changed_keys(old: Mapping, new: Mapping) -> list[tuple[str, Any, Any]]:
     """(dotted key, old value, new value) of every key whose change is not an extension, sorted by key.
 
     `old` and `new` are config dicts as written to config.json. A key only one of them has counts as changed
-    (its value on the other side is '<absent>').
+    (its value on the other side is '<absent>'), except a key the old run did not have that is now at an off value
+    (None, False, 0, '', empty): a setting added to the library since, at its default, changes nothing.
     """
     flat_old, flat_new = _flatten(old), _flatten(new)
+    prefixes = _job_prefixes(old, new)
     changes = []
     for key in sorted(set(flat_old) | set(flat_new)):
         before, after = flat_old.get(key, _MISSING), flat_new.get(key, _MISSING)
-        if before == after or key in EXTENDING_KEYS:
+        if before == after or _is_extending(key, prefixes):
+            continue
+        if before is _MISSING and any(after == off and type(after) is type(off) for off in _OFF_VALUES):
             continue
         if (
             key in APPENDABLE_KEYS
@@ -85,7 +123,12 @@ def check_rerun(old: Mapping, new: Mapping, config_path: str) -> None:
     changes = changed_keys(old, new)
     if not changes:
         flat_old, flat_new = _flatten(old), _flatten(new)
-        extended = [key for key in sorted(EXTENDING_KEYS) if flat_old.get(key, _MISSING) != flat_new.get(key, _MISSING)]
+        prefixes = _job_prefixes(old, new)
+        extended = [
+            key
+            for key in sorted(set(flat_old) | set(flat_new))
+            if flat_old.get(key, _MISSING) != flat_new.get(key, _MISSING) and _is_extending(key, prefixes)
+        ]
         if extended:
             logging.warning(
                 "continuing the run in %s with %s",
@@ -129,7 +172,15 @@ def _short(value: Any) -> str:
 
 def replace_workdir(workdir: str, now: datetime.datetime | None = None) -> str | None:
     """Moves a non-empty `workdir` to `WORKDIR.replaced-YYYYmmdd-HHMMSS` (a `-N` suffix if taken) so a run can
-    start afresh there; returns the new name, or None when there was nothing to move."""
+    start afresh there; returns the new name, or None when there was nothing to move.
+
+    Refused (ValueError) in a multi-process launch: every process would move the directory, racing the others'
+    fresh writes. Move the old workdir away before launching instead.
+    """
+    if int(os.environ.get("JAX_NUM_PROCESSES", "1") or 1) > 1 or os.environ.get("SLURM_NTASKS", "1") not in ("", "1"):
+        raise ValueError(
+            f"--config.overwrite=True in a multi-process launch: move {workdir} away before starting the processes"
+        )
     workdir = os.path.abspath(workdir)
     if not os.path.isdir(workdir) or not os.listdir(workdir):
         return None

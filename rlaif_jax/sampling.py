@@ -65,6 +65,11 @@ def top_p_filter(logits: jax.Array, top_p: jax.Array) -> jax.Array:
     return jnp.where(logits < threshold, -jnp.inf, logits)
 
 
+def _is_key_array(rng: jax.Array) -> bool:
+    """Whether `rng` is one typed key per row (`[batch]`), not a single key (typed `[]` or raw uint32 `[2]`)."""
+    return rng.ndim == 1 and jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key)
+
+
 def inverse_cdf_sample(rng: jax.Array, logits: jax.Array) -> jax.Array:
     """One draw per row of `logits [batch, vocab]` (-inf allowed) by inverting the cumulative distribution.
 
@@ -76,7 +81,7 @@ def inverse_cdf_sample(rng: jax.Array, logits: jax.Array) -> jax.Array:
     """
     cumulative = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
     tiny = jnp.finfo(jnp.float32).tiny
-    if rng.ndim == 1:  # one key per row
+    if _is_key_array(rng):  # one key per row
         uniform = jax.vmap(lambda key: jax.random.uniform(key, (1,), minval=tiny, maxval=1.0))(rng)
     else:
         uniform = jax.random.uniform(rng, (logits.shape[0], 1), minval=tiny, maxval=1.0)
@@ -137,7 +142,7 @@ def _generate_tokens(
     logits = jnp.repeat(logits[:, -1], num_samples, axis=0)
     done = jnp.repeat(row_is_padding, num_samples)
     rows = batch * num_samples
-    if rng.ndim == 1:  # per-prompt keys -> per-row keys, row = prompt * num_samples + sample
+    if _is_key_array(rng):  # per-prompt keys -> per-row keys, row = prompt * num_samples + sample
         samples = jnp.arange(num_samples)
         rng = jax.vmap(lambda key: jax.vmap(lambda s: jax.random.fold_in(key, s))(samples))(rng).reshape(rows)
     sample = functools.partial(
@@ -146,7 +151,7 @@ def _generate_tokens(
 
     def record(step, logits, carry):
         out_tokens, out_logprobs, out_sampling_logprobs, lengths, done = carry
-        if rng.ndim == 1:
+        if _is_key_array(rng):
             step_rng = jax.vmap(lambda key: jax.random.fold_in(key, step))(rng)
         else:
             step_rng = jax.random.fold_in(rng, step)

@@ -151,7 +151,7 @@ def maybe_initialize_distributed() -> None:
         return
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     explicit = {}
-    if os.environ.get("JAX_NUM_PROCESSES") and os.environ.get("JAX_PROCESS_ID"):
+    if all(os.environ.get(name) for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")):
         explicit = dict(
             coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
             num_processes=int(os.environ["JAX_NUM_PROCESSES"]),

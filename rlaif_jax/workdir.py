@@ -89,12 +89,17 @@ def _next_prev_index(workdir: str) -> int:
     return max(taken, default=0) + 1
 
 
+_UMASK = os.umask(0o022)  # read the process umask (os.umask sets and returns it) ...
+os.umask(_UMASK)  # ... and put it back
+
+
 @contextlib.contextmanager
 def _replacing(path: str):
     """Yields (fd, name) of a uniquely named temp file beside `path`; renames it over `path` when the block ends,
     deletes it if the block raised."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=os.path.basename(path) + ".tmp-")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; an output gets the mode open() would give it
         yield fd, tmp
         os.replace(tmp, path)
     except BaseException:

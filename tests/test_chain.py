@@ -9,6 +9,7 @@ import ml_collections
 import pytest
 
 from rlaif_jax import chain, config_defaults, pipelines
+from rlaif_jax.rerun_guard import ConfigChangedError
 
 
 def two_stage_config(**rl_overrides) -> ml_collections.ConfigDict:
@@ -100,9 +101,15 @@ def test_done_stages_are_skipped_interrupted_ones_resumed_and_changed_ones_refus
 
     before = (tmp_path / "rl" / chain.STAGE_DONE_FILE).read_text()
     changed = two_stage_config(rl=dict(reward="reward_model:@sft/hf_model", kl_coef=0.1))
-    with pytest.raises(ValueError, match=r"stage 'rl' already ran .*rl.kl_coef: None then, 0.1 now"):
+    with pytest.raises(ConfigChangedError, match=r"(?s)/rl holds a run .*rl.kl_coef: '<absent>' then, 0.1 now"):
         chain.run_chain(changed, workdir, run_job=jobs)
     assert (tmp_path / "rl" / chain.STAGE_DONE_FILE).read_text() == before
+    # An extending key (here the mesh) leaves finished stages done.
+    relaid = two_stage_config()
+    for name in ("sft", "rl"):
+        relaid.stages[name].mesh = ml_collections.ConfigDict(dict(data=2, fsdp=4))
+    chain.run_chain(relaid, workdir, run_job=jobs)
+    assert jobs.calls == []
 
 
 CHAINS = {

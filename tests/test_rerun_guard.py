@@ -77,6 +77,34 @@ def test_added_and_removed_keys_count_as_changed():
     assert rerun_guard.changed_keys(old, new) == [("optimizer.b1", "<absent>", 0.9), ("seed", 0, "<absent>")]
 
 
+def test_a_setting_added_since_at_its_off_default_changes_nothing():
+    old = _as_json(_config())
+    new = _as_json(_config())
+    new["data"] = {"confidence": [], "filter": "", "weight": 0.0, "on": False}  # added to the library later
+    assert rerun_guard.changed_keys(old, new) == []
+    new["data"]["on"] = True
+    assert rerun_guard.changed_keys(old, new) == [("data.on", "<absent>", True)]
+
+
+def test_a_nested_jobs_cadence_and_pause_extend_it_but_its_num_steps_changes_the_outer_run():
+    old = _as_json(_config())
+    old["sft"] = {"job": "sft", "train": {"num_steps": 10, "stop_at_step": 4}, "mesh": {"fsdp": 8}}
+    new = json.loads(json.dumps(old))
+    new["sft"]["train"]["stop_at_step"], new["sft"]["mesh"]["fsdp"] = 0, 4
+    assert rerun_guard.changed_keys(old, new) == []
+    new["sft"]["train"]["num_steps"] = 20  # the SFT result is the outer run's start: not an extension of it
+    assert rerun_guard.changed_keys(old, new) == [("sft.train.num_steps", 10, 20)]
+
+
+def test_overwrite_is_refused_in_a_multi_process_launch(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "x").write_text("")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    with pytest.raises(ValueError, match="multi-process launch"):
+        rerun_guard.replace_workdir(str(tmp_path / "run"))
+    assert (tmp_path / "run" / "x").exists()
+
+
 def test_write_config_refuses_a_changed_run_and_writes_nothing(tmp_path):
     wd.write_config(_config(), str(tmp_path))
     before = (tmp_path / "config.json").read_bytes()

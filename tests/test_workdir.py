@@ -109,6 +109,7 @@ def test_tensorboard_event_file(tmp_path):
 _WRITER = """
 from __future__ import annotations
 import contextlib, os, sys, tempfile
+_UMASK = 0o022
 {source}
 path = sys.argv[1]
 rows = open(path).read().splitlines(keepends=True) if os.path.exists(path) else []
@@ -166,3 +167,11 @@ def test_write_atomic_keeps_the_old_file_when_the_writer_fails(tmp_path):
     with np.load(path) as saved:  # the old file, whole
         np.testing.assert_array_equal(saved["x"], np.arange(3))
     assert os.listdir(tmp_path) == ["ref.npz"]  # no temp file left behind
+
+
+def test_atomic_outputs_get_the_mode_open_would_give(tmp_path):
+    path = str(tmp_path / "weights.bin")
+    wd.write_atomic(path, lambda f: f.write(b"x"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # mkstemp alone would leave 0600

@@ -28,7 +28,7 @@ def check_nonfinite(nonfinite_steps: float, limit: int, step: int, first_step: i
     """Raises NonFiniteLossError once more than `limit` steps were skipped as non-finite, naming the first
     non-finite step (`first_step`, when known) and the step it was found at (`step`)."""
     if nonfinite_steps > limit:
-        first = f"step {first_step} was the first non-finite step; " if first_step is not None else ""
+        first = f"step {first_step} was the first non-finite one since the run (re)started; " if first_step else ""
         raise NonFiniteLossError(
             f"step {step}: {first}{int(nonfinite_steps)} steps so far had a non-finite loss or gradient "
             f"(allowed: config.train.max_nonfinite_steps={limit})"

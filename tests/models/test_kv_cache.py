@@ -218,6 +218,10 @@ def test_sampling_is_deterministic_given_rng(lm):
         )
 
     first, again, other = sample(0), sample(0), sample(1)
+    legacy = sampling.generate(  # a raw uint32 key is one key, not one per row: the same draws as the typed key
+        lm, PROMPTS, max_new_tokens=NEW_TOKENS, rng=jax.random.PRNGKey(0), temperature=1.0, stop_tokens=[]
+    )
+    np.testing.assert_array_equal(legacy.tokens, first.tokens)
     np.testing.assert_array_equal(first.tokens, again.tokens)
     np.testing.assert_array_equal(first.logprobs, again.logprobs)
     assert (first.tokens != other.tokens).any()

@@ -72,7 +72,7 @@ def test_fit_warns_of_an_all_masked_batch_and_names_the_first_nonfinite_step(tmp
             desc="degenerate",
         )
     found_at = 4 if first_nan <= 4 else 8  # the log step that found it
-    assert str(error.value).startswith(f"step {found_at}: step {first_nan} was the first non-finite step")
+    assert str(error.value).startswith(f"step {found_at}: step {first_nan} was the first non-finite one")
     messages = _warnings(caplog)
     assert f"step {first_empty}: the batch has nothing to score (every row or token masked): update skipped" in messages
     assert f"step {first_nan}: non-finite loss or gradient: the update was skipped" in messages
