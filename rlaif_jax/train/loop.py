@@ -35,6 +35,13 @@ def check_nonfinite(nonfinite_steps: float, limit: int, step: int, first_step: i
         )
 
 
+def _check_degenerate(degenerate: DegenerateBatchWarnings, since_log: list) -> None:
+    """Fetches the (step, finite, loss count) scalars of the steps since the last log and warns of degenerate ones."""
+    if since_log:
+        flags = jax.device_get([(finite, count) for _, finite, count in since_log])
+        degenerate.check_steps([step for step, _, _ in since_log], *zip(*flags))
+
+
 def _train_on_arrays(
     *,
     state: dict,
@@ -77,8 +84,7 @@ def _train_on_arrays(
             done = step + 1
             since_log.append((done, metrics["finite"], metrics["loss_count"]))
             if done % train.log_every == 0 or done == stop_step:
-                flags = jax.device_get([(finite, count) for _, finite, count in since_log])
-                degenerate.check_steps([s for s, _, _ in since_log], *zip(*flags))
+                _check_degenerate(degenerate, since_log)
                 since_log = []
                 last_metrics = {name: float(value) for name, value in jax.device_get(metrics).items()}
                 elapsed = time.perf_counter() - log_start
@@ -92,6 +98,7 @@ def _train_on_arrays(
             if done % config.checkpoint.every_steps == 0 or done == stop_step or signalled:
                 checkpoints.save(done, state)
             if signalled:
+                _check_degenerate(degenerate, since_log)  # the steps after the last log line
                 checkpoints.wait_until_finished()
                 raise preemption.Preempted(done, workdir)
     return state, last_metrics
