@@ -126,32 +126,22 @@ def resolve(stage_config, workdir: str) -> ml_collections.ConfigDict:
     return resolved
 
 
-def _check_stage_rerun(name: str, stage, workdir: str) -> dict | None:
-    """The stage_done.json record of a finished stage (None if it has not finished). Raises
-    `rerun_guard.ConfigChangedError` if the stage's config differs from the one it ran with in a results-changing
-    key (a finished stage whose config differs only in extending keys, such as the mesh, stays done), or if an
-    interrupted stage's `train.num_steps` is below its latest checkpoint."""
+def _check_stage_rerun(name: str, effective: dict, workdir: str) -> dict | None:
+    """The stage_done.json record of a finished stage (None if it has not finished), for the stage's `effective`
+    config dict. Raises `rerun_guard.ConfigChangedError` if the stage's config differs from the one it ran with in
+    a results-changing key (a finished stage whose config differs only in extending keys, such as the mesh, stays
+    done), or, for an interrupted stage, whatever its job's own guard would raise (`rerun_guard.check_workdir`)."""
     from rlaif_jax import rerun_guard
 
     stage_dir = os.path.join(workdir, name)
-    effective = json.loads(run_dir.config_to_json(stage))
     done_path = os.path.join(stage_dir, STAGE_DONE_FILE)
-    if os.path.exists(done_path):
-        with open(done_path, encoding="utf-8") as f:
-            done = json.load(f)
-        rerun_guard.check_rerun(done["config"], effective, done_path)
-        return done
-    config_path = os.path.join(stage_dir, run_dir.CONFIG_FILE)
-    if os.path.exists(config_path):
-        with open(config_path, encoding="utf-8") as f:
-            text = f.read()
-        try:
-            recorded = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise rerun_guard.ConfigChangedError(f"{config_path}: not JSON ({error}); move {stage_dir} away") from error
-        rerun_guard.check_rerun(recorded, effective, config_path)
-        rerun_guard.check_num_steps(effective, stage_dir)
-    return None
+    if not os.path.exists(done_path):
+        rerun_guard.check_workdir(effective, stage_dir)
+        return None
+    with open(done_path, encoding="utf-8") as f:
+        done = json.load(f)
+    rerun_guard.check_rerun(done["config"], effective, done_path)
+    return done
 
 
 def run_chain(config, workdir: str, run_job: Callable | None = None) -> dict:
@@ -167,7 +157,8 @@ def run_chain(config, workdir: str, run_job: Callable | None = None) -> dict:
     check_chain(config)
     order = stage_names(config)
     stages = {name: resolve(config.stages[name], workdir) for name in order}
-    done = {name: _check_stage_rerun(name, stages[name], workdir) for name in order}  # before anything is written
+    effective = {name: json.loads(run_dir.config_to_json(stage)) for name, stage in stages.items()}
+    done = {name: _check_stage_rerun(name, effective[name], workdir) for name in order}  # before anything is written
     run_dir.write_config(config, workdir, guard=False)  # each stage's own config is guarded (above, and by its job)
     results, seconds = {}, {}
     for index, name in enumerate(order, start=1):
@@ -181,9 +172,8 @@ def run_chain(config, workdir: str, run_job: Callable | None = None) -> dict:
         stage_results = jsonable(run_job(stage, stage_dir), name)
         seconds[name] = time.perf_counter() - start
         results[name] = stage_results
-        effective = json.loads(run_dir.config_to_json(stage))
         run_dir.write_json(
-            stage_dir, STAGE_DONE_FILE, {"config": effective, "results": stage_results, "seconds": seconds[name]}
+            stage_dir, STAGE_DONE_FILE, {"config": effective[name], "results": stage_results, "seconds": seconds[name]}
         )
         print(f"[chain {index}/{len(order)}] {name} ({stage.job}): finished in {seconds[name]:.0f} s", flush=True)
     report = chain_report.write_chain_report(config, workdir, results, seconds)

@@ -10,6 +10,7 @@ The fingerprint of a run is its `config.json` (every key, since nearly every key
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -89,6 +90,29 @@ def _is_extending(key: str, prefixes: set[str]) -> bool:
     )
 
 
+def _compare(old: Mapping, new: Mapping) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+    """(results-changing changes, extending changes) of `new` against `old`, each (dotted key, old, new) by key."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    prefixes = _job_prefixes(old, new)
+    changes, extended = [], []
+    for key in sorted(set(flat_old) | set(flat_new)):
+        before, after = flat_old.get(key, _MISSING), flat_new.get(key, _MISSING)
+        if before == after:
+            continue
+        if _is_extending(key, prefixes):
+            extended.append((key, before, after))
+        elif before is _MISSING and any(after == off and type(after) is type(off) for off in _OFF_VALUES):
+            continue
+        elif not (
+            key in APPENDABLE_KEYS
+            and isinstance(before, list)
+            and isinstance(after, list)
+            and after[: len(before)] == before
+        ):
+            changes.append((key, before, after))
+    return changes, extended
+
+
 def changed_keys(old: Mapping, new: Mapping) -> list[tuple[str, Any, Any]]:
     """(dotted key, old value, new value) of every key whose change is not an extension, sorted by key.
 
@@ -96,50 +120,23 @@ def changed_keys(old: Mapping, new: Mapping) -> list[tuple[str, Any, Any]]:
     (its value on the other side is '<absent>'), except a key the old run did not have that is now at an off value
     (None, False, 0, '', empty): a setting added to the library since, at its default, changes nothing.
     """
-    flat_old, flat_new = _flatten(old), _flatten(new)
-    prefixes = _job_prefixes(old, new)
-    changes = []
-    for key in sorted(set(flat_old) | set(flat_new)):
-        before, after = flat_old.get(key, _MISSING), flat_new.get(key, _MISSING)
-        if before == after or _is_extending(key, prefixes):
-            continue
-        if before is _MISSING and any(after == off and type(after) is type(off) for off in _OFF_VALUES):
-            continue
-        if (
-            key in APPENDABLE_KEYS
-            and isinstance(before, list)
-            and isinstance(after, list)
-            and after[: len(before)] == before
-        ):
-            continue
-        changes.append((key, before, after))
-    return changes
+    return _compare(old, new)[0]
 
 
 def check_rerun(old: Mapping, new: Mapping, config_path: str) -> None:
     """Raises ConfigChangedError listing every results-changing key of `new` against `old` (the config the run at
     `config_path` was started with), with both values. When the re-run may continue, logs the extending keys it
     changed (a decaying LR schedule is rebuilt for a new `train.num_steps`: the steps already taken keep theirs)."""
-    changes = changed_keys(old, new)
+    changes, extended = _compare(old, new)
+    workdir = os.path.dirname(config_path)
     if not changes:
-        flat_old, flat_new = _flatten(old), _flatten(new)
-        prefixes = _job_prefixes(old, new)
-        extended = [
-            key
-            for key in sorted(set(flat_old) | set(flat_new))
-            if flat_old.get(key, _MISSING) != flat_new.get(key, _MISSING) and _is_extending(key, prefixes)
-        ]
         if extended:
             logging.warning(
                 "continuing the run in %s with %s",
-                os.path.dirname(config_path),
-                "; ".join(
-                    f"{key}: {flat_old.get(key, _MISSING)!r} then, {flat_new.get(key, _MISSING)!r} now"
-                    for key in extended
-                ),
+                workdir,
+                "; ".join(f"{key}: {before!r} then, {after!r} now" for key, before, after in extended),
             )
         return
-    workdir = os.path.dirname(config_path)
     lines = "\n".join(f"  {key}: {_short(before)} then, {_short(after)} now" for key, before, after in changes)
     raise ConfigChangedError(
         f"{workdir} holds a run started with another config ({config_path}); nothing was written. "
@@ -152,8 +149,11 @@ def check_rerun(old: Mapping, new: Mapping, config_path: str) -> None:
 def check_num_steps(new: Mapping, workdir: str) -> None:
     """Raises ConfigChangedError when `new['train']['num_steps']` is below the newest checkpoint step saved in
     `workdir/checkpoints/` (a shorter re-run would export the longer run's weights as its own)."""
-    num_steps = new.get("train", {}).get("num_steps") if isinstance(new.get("train"), Mapping) else None
-    directory = os.path.join(workdir, "checkpoints")
+    from rlaif_jax.checkpoints.orbax_state import CHECKPOINT_DIR
+
+    train = new.get("train")
+    num_steps = train.get("num_steps") if isinstance(train, Mapping) else None
+    directory = os.path.join(workdir, CHECKPOINT_DIR)
     if not isinstance(num_steps, int) or num_steps <= 0 or not os.path.isdir(directory):
         return  # 0: derived from epochs by the job (train/loop.fit checks the derived number)
     steps = [int(name) for name in os.listdir(directory) if name.isdigit()]
@@ -163,6 +163,29 @@ def check_num_steps(new: Mapping, workdir: str) -> None:
             f"written: raise num_steps to at least {max(steps)}, or start afresh (--config.overwrite=True or a new "
             f"--workdir)"
         )
+
+
+def check_workdir(new: Mapping, workdir: str) -> None:
+    """The guard of a re-run in `workdir`: with a `config.json` there (the earlier run's), raises
+    ConfigChangedError when `new` (the config dict about to be written) changes a results-changing key
+    (`check_rerun`), sets `train.num_steps` below the latest checkpoint (`check_num_steps`), or the file is not
+    JSON. Without one, returns: a fresh workdir."""
+    from rlaif_jax.workdir import CONFIG_FILE
+
+    config_path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(config_path):
+        return
+    with open(config_path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        old = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigChangedError(
+            f"{config_path}: not JSON ({error}); cannot tell whether this re-run continues that run: move {workdir} "
+            f"away or use --config.overwrite=True"
+        ) from error
+    check_rerun(old, new, config_path)
+    check_num_steps(new, workdir)
 
 
 def _short(value: Any) -> str:

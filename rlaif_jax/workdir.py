@@ -65,14 +65,7 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, *, guard: bool
         if old_text == text:
             return path
         if guard:
-            try:
-                old = json.loads(old_text)
-            except json.JSONDecodeError as error:
-                raise rerun_guard.ConfigChangedError(
-                    f"{path}: not JSON ({error}); cannot tell whether this re-run continues that run"
-                ) from error
-            rerun_guard.check_rerun(old, json.loads(text), path)
-            rerun_guard.check_num_steps(json.loads(text), workdir)
+            rerun_guard.check_workdir(json.loads(text), workdir)
         os.rename(path, f"{path}.prev-{_next_prev_index(workdir)}")
     os.makedirs(workdir, exist_ok=True)
     write_text_atomic(path, text)

@@ -6,6 +6,7 @@ fold_in(key(seed), i), so a resumed (or re-batched) run writes what an uninterru
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import time
@@ -47,14 +48,12 @@ def _answered(path: str, num_samples: int) -> int:
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
     complete = [line for line in lines if line.endswith("\n")]
-    counts: dict[int, int] = {}
-    for line in complete:
-        index = json.loads(line)["prompt_index"]
-        counts[index] = counts.get(index, 0) + 1
+    indices = [json.loads(line)["prompt_index"] for line in complete]
+    counts = collections.Counter(indices)
     done = 0
-    while counts.get(done, 0) >= num_samples:
+    while counts[done] >= num_samples:
         done += 1
-    kept = [line for line in complete if json.loads(line)["prompt_index"] < done]
+    kept = [line for line, index in zip(complete, indices) if index < done]
     if len(kept) != len(lines):
         run_dir.write_text_atomic(path, "".join(kept))
     return done

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 from absl import logging
 
+from rlaif_jax.losses import grpo
+
 
 class DegenerateBatchWarnings:
     """Logs the first occurrence of each kind of degenerate batch (`warn`) and remembers its step (`first`)."""
@@ -44,12 +46,12 @@ class DegenerateBatchWarnings:
             self.warn("rewards_missing", step, f"all {rewards.size} rewards of the rollout are missing (NaN or inf)")
         if not group_size or group_size < 2:
             return 0
-        groups = rewards.reshape(-1, group_size)
-        equal = int(np.sum(np.all(groups == groups[:, :1], axis=1)))
+        equal_groups = np.asarray(grpo.zero_variance_groups(rewards, group_size))
+        equal = int(equal_groups.sum())
         if equal:
             self.warn(
                 "zero_variance_groups",
                 step,
-                f"{equal} of {len(groups)} groups have all {group_size} rewards equal: their advantages are 0",
+                f"{equal} of {len(equal_groups)} groups have all {group_size} rewards equal: their advantages are 0",
             )
         return equal
