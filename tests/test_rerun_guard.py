@@ -184,3 +184,34 @@ def test_generate_rerun_with_changed_sampling_stops_and_overwrite_starts_afresh(
     assert len(kept) == 1
     assert _snapshot(tmp_path / kept[0]) == before
     assert json.loads((workdir / "config.json").read_text())["sampling"]["temperature"] == 0.7
+
+
+def test_a_config_json_that_is_not_json_stops_the_rerun_naming_the_file(tmp_path):
+    (tmp_path / "config.json").write_text('{"seed": 0, "train": {')  # torn by hand or by another tool
+    with pytest.raises(rerun_guard.ConfigChangedError, match=r"config\.json: not JSON"):
+        wd.write_config(_config(), str(tmp_path))
+    assert (tmp_path / "config.json").read_text() == '{"seed": 0, "train": {'
+
+
+def test_overwrite_flag_is_taken_out_of_argv_and_a_bad_value_is_named():
+    from rlaif_jax import config_overrides
+
+    argv = ["main.py", "--config=configs/sft.py:tiny", "--config.overwrite=True", "--workdir=w"]
+    assert config_overrides.split_overwrite(argv) == (["main.py", "--config=configs/sft.py:tiny", "--workdir=w"], True)
+    assert config_overrides.split_overwrite(["main.py", "--config.overwrite=false"]) == (["main.py"], False)
+    assert config_overrides.split_overwrite(["main.py"]) == (["main.py"], False)
+    with pytest.raises(SystemExit, match=r"--config.overwrite='maybe': expected True or False"):
+        config_overrides.split_overwrite(["main.py", "--config.overwrite=maybe"])
+
+
+def test_resume_step_past_num_steps_names_the_checkpoint_directory(tmp_path):
+    import jax.numpy as jnp
+
+    from rlaif_jax.checkpoints.orbax_state import CheckpointManager
+
+    with CheckpointManager(str(tmp_path)) as manager:
+        manager.save(5, {"w": jnp.ones(2)})
+    manager = CheckpointManager(str(tmp_path))
+    assert manager.resume_step(5) == 5
+    with pytest.raises(ValueError, match=r"checkpoints has a checkpoint at step 5, past config.train.num_steps=3"):
+        manager.resume_step(3)  # a derived step count (num_steps=0 in the config) below the checkpoint
