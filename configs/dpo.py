@@ -15,7 +15,9 @@ them; WORKDIR/eval_start.json and eval_end.json hold the held-out gold reward an
 `smollm2` does the same on the movie-review prompts with VADER as the labeller (the DPO paper's controlled-sentiment
 task, §6.1, with VADER in place of its sentiment classifier). Measured: held-out VADER 0.19 -> 0.43 at a KL of
 1.76 nats/sequence (16 prompts x 4 samples, every untied pair, 20 steps; 15 min on 2 shared CPU cores).
-`paper` holds DPO's App. B values.
+`paper` holds DPO's App. B values. `llama3_1b` / `llama3_8b` are shape-only (DPO's App. B step on those
+architectures: 8 pairs x 2048 tokens, bf16 compute, f32 weights, full remat) for compile-only memory planning:
+    python experiments/aot_memory.py --config=configs/dpo.py:llama3_1b --mesh=fsdp=8 --seq_len=2048 --batch_size=8
 """
 
 import ml_collections
@@ -24,9 +26,11 @@ from rlaif_jax import config_defaults
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    """arg: 'tiny' (toy task, SFT first), 'smollm2' (sentiment on SmolLM2-135M-Instruct) or 'paper' (DPO App. B)."""
-    if arg not in ("tiny", "smollm2", "paper"):
-        raise ValueError(f"unknown argument {arg!r}; expected 'tiny', 'smollm2' or 'paper'")
+    """arg: 'tiny' (toy task, SFT first), 'smollm2' (sentiment on SmolLM2-135M-Instruct), 'paper' (DPO App. B), or
+    the shape-only 'llama3_1b' / 'llama3_8b'."""
+    planning = arg in config_defaults.PLANNING_SIZES
+    if arg not in ("tiny", "smollm2", "paper") and not planning:
+        raise ValueError(f"unknown argument {arg!r}; expected 'tiny', 'smollm2', 'paper', 'llama3_1b' or 'llama3_8b'")
     tiny = arg == "tiny"
     size = "tiny" if tiny else "smollm2"
     config = ml_collections.ConfigDict()
@@ -106,4 +110,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         config.optimizer.warmup_steps = 150  # App. B: linear warmup from 0 over 150 steps
         config.optimizer.schedule = "constant"  # App. B: constant after warmup
         config.optimizer.max_grad_norm = 10.0  # official repo max_grad_norm (paper: UNVERIFIED)
+    if planning:
+        config.model = config_defaults.planning_model(arg)
+        config.data.max_length = 2048  # tokens per sequence (chosen and rejected each)
+        config.train.batch_size = 8  # pairs per step
+        config.loss.beta = 0.1  # App. B
     return config

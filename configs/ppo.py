@@ -11,7 +11,10 @@ demonstrations as the corpus: 0.48 -> 0.94). `paper` samples HH helpful-base pro
 are not public), starts the value function from the reward model (`rl.value_init`) at its own learning rate
 (`rl.value_learning_rate`) and mixes in a text corpus (`rl.ptx_data.file`). InstructGPT end to end: train
 configs/reward_model.py:tiny into RM_DIR, then add `--config.rl.reward=reward_model:RM_DIR` to train on the learned
-reward (minus its §3.5 bias).
+reward (minus its §3.5 bias). `llama3_1b` / `llama3_8b` are shape-only (a PPO minibatch step of those
+architectures: policy and value trained, the reference frozen; 8 sequences of 1024 prompt + 1024 response tokens,
+bf16 compute, f32 weights, full remat) for compile-only memory planning:
+    python experiments/aot_memory.py --config=configs/ppo.py:llama3_1b --mesh=fsdp=8 --seq_len=2048 --batch_size=8
 """
 
 import ml_collections
@@ -20,8 +23,18 @@ from rlaif_jax import config_defaults
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    """arg: 'tiny' (toy task), 'smollm2' (sentiment on SmolLM2-135M-Instruct) or 'paper' (InstructGPT C.4)."""
-    config = config_defaults.online_rl(arg, "ppo")  # job, model, mesh, rl, train, optimizer, checkpoint, sft
+    """arg: 'tiny' (toy task), 'smollm2' (sentiment on SmolLM2-135M-Instruct), 'paper' (InstructGPT C.4), or the
+    shape-only 'llama3_1b' / 'llama3_8b'."""
+    planning = arg in config_defaults.PLANNING_SIZES
+    config = config_defaults.online_rl("smollm2" if planning else arg, "ppo")  # job, model, mesh, rl, train, ...
+    if planning:
+        config.model = config_defaults.planning_model(arg)
+        config.rl.max_prompt_length = 1024  # App. C: prompts up to 1k tokens
+        config.rl.max_new_tokens = 1024  # App. C: responses up to 1k tokens
+        config.rl.minibatch_size = 8  # sequences per optimizer step
+        config.rl.prompts_per_rollout = 8
+        config.rl.use_chat_template = False
+        config.train.num_steps = 8
     if arg == "paper":
         # InstructGPT App. C.4. The 1.3B-175B GPT-3 policies are not public: set config.model.name.
         config.model.name = ""  # set: path of the SFT policy

@@ -8,6 +8,9 @@
 byte ids) to ~1.4 within 200 steps, the entropy floor of the noisy demonstrations (6 letters at 1.67 nats, then EOS).
 Re-running the same command resumes from WORKDIR/checkpoints.
 `paper` holds InstructGPT's SFT settings (§3.5, App. C.1); its model is not public, so it names a path to set.
+`llama3_1b` / `llama3_8b` are shape-only (random init of those architectures, bf16 compute, f32 weights, full
+remat, 8 x 2048 tokens) for compile-only memory planning:
+    python experiments/aot_memory.py --config=configs/sft.py:llama3_1b --mesh=fsdp=8 --seq_len=2048 --batch_size=8
 """
 
 import ml_collections
@@ -16,11 +19,16 @@ from rlaif_jax import config_defaults
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    """arg: 'tiny' (toy task, random init), 'smollm2' (SmolLM2-135M-Instruct on CPU) or 'paper'."""
+    """arg: 'tiny' (toy task, random init), 'smollm2' (SmolLM2-135M-Instruct on CPU), 'paper', or the shape-only
+    'llama3_1b' / 'llama3_8b'."""
     config = ml_collections.ConfigDict()
     config.job = "sft"  # pipeline in rlaif_jax/pipelines
     config.seed = 0  # train-step rng = fold_in(key(seed), step)
-    config.model = config_defaults.model("tiny" if arg == "tiny" else "smollm2")
+    planning = arg in config_defaults.PLANNING_SIZES
+    if planning:
+        config.model = config_defaults.planning_model(arg)
+    else:
+        config.model = config_defaults.model("tiny" if arg == "tiny" else "smollm2")
     config.mesh = config_defaults.mesh()
     config.data = ml_collections.ConfigDict(
         dict(
@@ -60,6 +68,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         config.optimizer.final_lr_fraction = 0.1  # C.1
         config.optimizer.warmup_steps = 0  # C.1
         # Residual dropout 0.2 (C.1) is not modelled: our transformer has no dropout.
+    elif planning:
+        config.data.max_length = 2048  # tokens per sequence
+        config.train.batch_size = 8  # sequences per step
     elif arg not in ("tiny", "smollm2"):
-        raise ValueError(f"unknown argument {arg!r}; expected 'tiny', 'smollm2' or 'paper'")
+        raise ValueError(f"unknown argument {arg!r}; expected 'tiny', 'smollm2', 'paper', 'llama3_1b' or 'llama3_8b'")
     return config

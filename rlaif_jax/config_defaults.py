@@ -19,6 +19,7 @@ def mesh() -> ml_collections.ConfigDict:
             fsdp=-1,  # data parallelism with params sharded along `embed` (ZeRO-3 style)
             tensor=1,  # Megatron-style tensor parallelism over heads / mlp / vocab
             num_devices=0,  # devices the mesh spans: 0 = all, N = the first N (one process: a job on part of a host)
+            strict=False,  # a sharding rule that cannot apply to a parameter: False = warn and replicate, True = error
             rules=[list(rule) for rule in sharding.DEFAULT_RULES],  # (logical axis, mesh axes)
         )
     )
@@ -30,8 +31,12 @@ def model(arg: str) -> ml_collections.ConfigDict:
         raise ValueError(f"unknown size argument {arg!r}; expected 'tiny', 'smollm2' or 'paper'")
     return ml_collections.ConfigDict(
         dict(
-            name="tiny" if arg == "tiny" else "smollm2-135m-instruct",  # path, alias, hub id, or 'tiny'
-            dtype="float32",  # parameters and activations; matmuls accumulate in float32 either way
+            name="tiny" if arg == "tiny" else "smollm2-135m-instruct",  # path, alias, hub id, 'random:ARCH', 'tiny'
+            dtype="float32",  # activations (compute); matmuls accumulate in float32 either way
+            param_dtype="",  # master weights and the optimizer's moments; '' = dtype
+            remat="none",  # recompute in the backward pass: 'none', 'dots' (keep matmul outputs) or 'full'
+            attention="auto",  # 'auto' (cuDNN flash on GPU, splash on TPU, XLA else), 'xla', 'cudnn', 'splash'
+            vocab_chunk_size=16384,  # LM-head columns per chunk of the losses' log-probs; 0 = the whole vocabulary
             scan_layers=True,  # stacked layers under nn.scan; False = one tree per layer
             scalar_head=False,  # add a value / reward head
             seed=0,  # initialisation seed of the tiny model
@@ -51,6 +56,21 @@ def model(arg: str) -> ml_collections.ConfigDict:
             ),
         )
     )
+
+
+PLANNING_SIZES = ("llama3_1b", "llama3_8b")  # shape-only configs: `experiments/aot_memory.py`, device benchmarks
+
+
+def planning_model(arch: str) -> ml_collections.ConfigDict:
+    """`config.model` of a shape-only size: a random initialisation of the Llama-3.2-1B or Llama-3.1-8B architecture
+    (`models/architectures.py`; no weights, no tokenizer) in bf16 compute with f32 master weights and full remat,
+    the memory settings those sizes train with."""
+    block = model("smollm2")
+    block.name = f"random:{arch}"  # shape-only: no checkpoint is read
+    block.dtype = "bfloat16"  # activations
+    block.param_dtype = "float32"  # master weights and Adam moments
+    block.remat = "full"  # recompute each layer in the backward pass
+    return block
 
 
 def prompts(task: str, **overrides) -> ml_collections.ConfigDict:

@@ -34,6 +34,10 @@ EXTENDING_KEYS = frozenset(
         "mesh.rules",
     }
 )
+# How a model runs, not what it computes (float rounding aside, as for the mesh), at any depth of a config (a chain
+# stage's `model`, online_rl's `sft.model`, win_rate's `policy_a.model`), with the value that runs as before the
+# key existed: a change continues the run, and an old run's config without the key is the same run.
+LAYOUT_KEYS = {"model.remat": "none", "model.attention": "auto", "model.vocab_chunk_size": 16384}
 # List-valued keys that may grow at the end (earlier entries' outputs stay valid).
 APPENDABLE_KEYS = frozenset({"prompts"})
 
@@ -77,8 +81,13 @@ def _job_prefixes(*trees: Mapping) -> set[str]:
     return prefixes
 
 
+def _layout_key(key: str) -> str | None:
+    """The LAYOUT_KEYS entry `key` ends with, or None."""
+    return next((name for name in LAYOUT_KEYS if key == name or key.endswith("." + name)), None)
+
+
 def _is_extending(key: str, prefixes: set[str]) -> bool:
-    if key in EXTENDING_KEYS:
+    if key in EXTENDING_KEYS or _layout_key(key):
         return True
     # A nested job's cadence, pause point and mesh extend it too; its num_steps does not: its result is this run's
     # input (online_rl's SFT start), so more SFT steps would change what the resumed run continues from.
@@ -99,6 +108,9 @@ def _compare(old: Mapping, new: Mapping) -> tuple[list[tuple[str, Any, Any]], li
         before, after = flat_old.get(key, _MISSING), flat_new.get(key, _MISSING)
         if before == after:
             continue
+        layout = _layout_key(key)
+        if before is _MISSING and layout and after == LAYOUT_KEYS[layout]:
+            continue  # added to the library since, at the value the earlier run ran with
         if _is_extending(key, prefixes):
             extended.append((key, before, after))
         elif before is _MISSING and any(after == off and type(after) is type(off) for off in _OFF_VALUES):

@@ -6,6 +6,7 @@ Modules name axes logically (`embed`, `mlp`, `vocab`, ...); only this file and t
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -78,7 +79,12 @@ def mesh_from_config(mesh_config) -> Mesh:
         if not 0 < num_devices <= jax.device_count():
             raise ValueError(f"config.mesh.num_devices={num_devices}; this process has {jax.device_count()} devices")
         devices = jax.devices()[:num_devices]
-    return make_mesh(data=mesh_config.data, fsdp=mesh_config.fsdp, tensor=mesh_config.tensor, devices=devices)
+    try:
+        return make_mesh(data=mesh_config.data, fsdp=mesh_config.fsdp, tensor=mesh_config.tensor, devices=devices)
+    except ValueError as error:
+        raise ValueError(
+            f"config.mesh (data={mesh_config.data}, fsdp={mesh_config.fsdp}, tensor={mesh_config.tensor}): {error}"
+        ) from error
 
 
 @contextlib.contextmanager
@@ -91,33 +97,72 @@ def activate(mesh: Mesh | None, rules: Sequence[Sequence[Any]] | None):
         yield
 
 
+class ShardingError(ValueError):
+    """A parameter's logical axis maps to a mesh axis that does not divide its dimension (`config.mesh.strict`)."""
+
+
+def _fit_spec(shape, logical_axes, mesh: Mesh, rules) -> tuple[PartitionSpec, list[tuple[int, Any]]]:
+    """The PartitionSpec of `logical_axes` on `mesh`, minus mesh axes that do not divide their dimension, and the
+    dropped (dimension, mesh axes) pairs."""
+    spec = nn.logical_to_mesh_axes(tuple(logical_axes), normalize_rules(rules))
+    fitted, dropped = [], []
+    for dim, (size, axes) in enumerate(zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec)))):
+        names = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
+        if size % math.prod(mesh.shape[name] for name in names):
+            dropped.append((dim, axes))
+            names = ()
+        fitted.append(None if not names else (names[0] if len(names) == 1 else names))
+    return PartitionSpec(*fitted), dropped
+
+
 def logical_to_sharding(shape: Sequence[int], logical_axes: Sequence[str | None], mesh: Mesh, rules) -> NamedSharding:
     """NamedSharding for an array of `shape` named `logical_axes`; a mesh axis that does not divide its dimension
     (9 heads on 4 devices) is dropped, so that dimension is replicated instead of unevenly split."""
-    spec = nn.logical_to_mesh_axes(tuple(logical_axes), normalize_rules(rules))
-    fitted = []
-    for size, axes in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
-        names = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
-        if size % math.prod(mesh.shape[name] for name in names):
-            names = ()
-        fitted.append(None if not names else (names[0] if len(names) == 1 else names))
-    return NamedSharding(mesh, PartitionSpec(*fitted))
+    return NamedSharding(mesh, _fit_spec(shape, logical_axes, mesh, rules)[0])
 
 
-def tree_shardings(boxed_abstract_tree: Any, mesh: Mesh, rules) -> Any:
+ON_UNFIT = ("ignore", "warn", "error")
+
+
+def tree_shardings(boxed_abstract_tree: Any, mesh: Mesh, rules, on_unfit: str = "ignore") -> Any:
     """Shardings for a tree whose leaves are `nn.LogicallyPartitioned` (from `jax.eval_shape(module.init, ...)`)
-    or plain arrays / ShapeDtypeStructs (replicated)."""
+    or plain arrays / ShapeDtypeStructs (replicated).
 
-    def leaf_sharding(leaf):
+    A mesh axis that does not divide its dimension is dropped (that dimension is replicated); `on_unfit` says what
+    else happens then: 'ignore', 'warn' (one warning per parameter, naming it, its shape and the mesh axis) or
+    'error' (ShardingError listing every such parameter: `config.mesh.strict`)."""
+    if on_unfit not in ON_UNFIT:
+        raise ValueError(f"on_unfit={on_unfit!r}; expected one of {ON_UNFIT}")
+    unfit = []
+
+    def leaf_sharding(path, leaf):
         if isinstance(leaf, nn.Partitioned):
             if not hasattr(leaf.value, "shape"):  # optax.MaskedNode: a param another multi_transform group owns
                 return leaf.value
             if len(leaf.value.shape) != len(leaf.names):  # Adafactor's factored row / column moments: small
                 return NamedSharding(mesh, PartitionSpec())
-            return logical_to_sharding(leaf.value.shape, leaf.names, mesh, rules)
+            spec, dropped = _fit_spec(leaf.value.shape, leaf.names, mesh, rules)
+            for dim, axes in dropped:
+                unfit.append(
+                    f"{jax.tree_util.keystr(path)} {tuple(leaf.value.shape)}: dimension {dim} "
+                    f"({leaf.names[dim]}, size {leaf.value.shape[dim]}) is not divisible by mesh axis {axes!r} "
+                    f"(size {math.prod(mesh.shape[a] for a in (axes if isinstance(axes, tuple) else (axes,)))})"
+                )
+            return NamedSharding(mesh, spec)
         return NamedSharding(mesh, PartitionSpec())
 
-    return jax.tree.map(leaf_sharding, boxed_abstract_tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    shardings = jax.tree_util.tree_map_with_path(
+        leaf_sharding, boxed_abstract_tree, is_leaf=lambda x: isinstance(x, nn.Partitioned)
+    )
+    if unfit and on_unfit == "error":
+        raise ShardingError(
+            f"config.mesh.strict: {len(unfit)} parameter(s) cannot be sharded as the rules ask on mesh "
+            f"{dict(mesh.shape)}:\n  " + "\n  ".join(unfit)
+        )
+    if on_unfit == "warn":
+        for line in unfit:
+            logging.warning("sharding: %s; replicated instead (config.mesh.strict=True makes this an error)", line)
+    return shardings
 
 
 def batch_sharding(mesh: Mesh, shape: Sequence[int], rules=None) -> NamedSharding:
@@ -162,6 +207,30 @@ def maybe_initialize_distributed() -> None:
     except RuntimeError as error:  # already initialised, or a single-host SLURM job
         if "already" not in str(error).lower():
             raise
+
+
+def data_parallel_size(mesh: Mesh, rules=None) -> int:
+    """How many ways a batch is split: the product of the mesh axes `activation_batch` maps to."""
+    axes = batch_axes(rules)
+    names = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
+    return math.prod(mesh.shape[name] for name in names)
+
+
+def check_batch_size(batch_size: int, mesh: Mesh | None, rules, *, key: str, accumulation_steps: int = 1) -> None:
+    """Raises ValueError naming `key` when `batch_size` (split into `accumulation_steps` micro-batches) does not
+    divide evenly over the data-parallel devices of `mesh` (before any step runs, rather than inside jit)."""
+    if mesh is None:
+        return
+    if batch_size % accumulation_steps:
+        raise ValueError(f"{key}={batch_size} is not divisible by accumulation_steps={accumulation_steps}")
+    size = data_parallel_size(mesh, rules)
+    micro = batch_size // accumulation_steps
+    if micro % size:
+        per = f" ({micro} per micro-batch of {accumulation_steps})" if accumulation_steps > 1 else ""
+        raise ValueError(
+            f"{key}={batch_size}{per} is not divisible by the data-parallel size {size} (mesh axes "
+            f"{batch_axes(rules)} of {dict(mesh.shape)}): use a multiple of {size}, or another config.mesh"
+        )
 
 
 def batch_axes(rules=None) -> Any:

@@ -86,6 +86,28 @@ def test_a_setting_added_since_at_its_off_default_changes_nothing():
     assert rerun_guard.changed_keys(old, new) == [("data.on", "<absent>", True)]
 
 
+def test_model_layout_keys_continue_a_run_at_any_depth_and_an_old_run_without_them_is_the_same_run():
+    old = _as_json(_config())
+    old["model"] = {"name": "tiny", "dtype": "float32"}
+    old["policy_a"] = {"model": {"name": "tiny"}}
+    new = json.loads(json.dumps(old))
+    for block in (new["model"], new["policy_a"]["model"]):  # added since, at the values the old run ran with
+        block.update(remat="none", attention="auto", vocab_chunk_size=16384, param_dtype="")
+    assert rerun_guard.changed_keys(old, new) == []
+    assert rerun_guard._compare(old, new)[1] == []  # not even a continuation warning
+    new["model"].update(remat="full", attention="xla", vocab_chunk_size=4096)  # memory, not results
+    new["policy_a"]["model"]["remat"] = "dots"
+    assert rerun_guard.changed_keys(old, new) == []
+    assert [key for key, _, _ in rerun_guard._compare(old, new)[1]] == [
+        "model.attention",
+        "model.remat",
+        "model.vocab_chunk_size",
+        "policy_a.model.remat",
+    ]
+    new["model"]["param_dtype"] = "bfloat16"  # master weights in bf16 change the numbers
+    assert rerun_guard.changed_keys(old, new) == [("model.param_dtype", "<absent>", "bfloat16")]
+
+
 def test_a_nested_jobs_cadence_and_pause_extend_it_but_its_num_steps_changes_the_outer_run():
     old = _as_json(_config())
     old["sft"] = {"job": "sft", "train": {"num_steps": 10, "stop_at_step": 4}, "mesh": {"fsdp": 8}}

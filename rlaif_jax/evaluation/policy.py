@@ -18,10 +18,10 @@ def make_kl_fn(policy_module, prompt_length: int, temperature: float = 1.0):
     policies' logits divided by `temperature` (the distribution the samples were drawn from)."""
 
     def log_ratio(params, reference_params, tokens, attention_mask):
-        logprobs, _ = response_logprobs(
+        logprobs = response_logprobs(
             policy_module, params, tokens, attention_mask, prompt_length, temperature=temperature
         )
-        ref_logprobs, _ = response_logprobs(
+        ref_logprobs = response_logprobs(
             policy_module, reference_params, tokens, attention_mask, prompt_length, temperature=temperature
         )
         return logprobs - ref_logprobs

@@ -191,7 +191,7 @@ def grpo_loss_fn(
     def loss_fn(params, batch, rng, frozen):
         del rng, frozen
         mask = batch["response_mask"].astype(bool)
-        logprobs, _ = response_logprobs(
+        logprobs = response_logprobs(
             policy_module,
             params["policy"],
             batch["tokens"],

@@ -54,36 +54,62 @@ def response_logprobs(
     *,
     temperature: float = 1.0,
     group_size: int = 1,
-):
-    """log π_T(response token j) for a `[n, P + R]` sequence whose response starts at `prompt_length` = P, where
-    π_T = softmax(logits / temperature) is the distribution the sampler drew from at that temperature.
+) -> jax.Array:
+    """log π_T(response token j) `[n, R]` for a `[n, P + R]` sequence whose response starts at `prompt_length` = P,
+    where π_T = softmax(logits / temperature) is the distribution the sampler drew from at that temperature.
+    Token j is scored by the logits at P - 1 + j; temperature 0 (greedy) is scored at 1.
 
     With `group_size` = G > 1, rows come in groups of G consecutive rows that share one prompt (a rollout's
     prompt-major layout): each prompt runs once and its keys and values are broadcast to its G responses
-    (`shared_prefix_logits`), the same values with about (P + G·R) / (G·(P + R)) of the work, gradients included.
-    Only the R scored positions reach the LM head.
-
-    Returns (logprobs [n, R], response logits / temperature [n, R, vocab]); token j is scored by the logits at
-    P - 1 + j. Temperature 0 (greedy) is scored at 1.
+    (`shared_prefix_hidden`), the same values with about (P + G·R) / (G·(P + R)) of the work, gradients included.
+    Only the R scored positions reach the LM head, and it runs in vocabulary chunks (`Transformer.head_logprobs`).
     """
+    return response_head(module, params, tokens, attention_mask, prompt_length, temperature, group_size)["logprobs"]
+
+
+def response_logprobs_and_entropy(
+    module,
+    params,
+    tokens: jax.Array,
+    attention_mask: jax.Array,
+    prompt_length: int,
+    *,
+    temperature: float = 1.0,
+    group_size: int = 1,
+) -> tuple[jax.Array, jax.Array]:
+    """`response_logprobs` and the entropy of π_T before each response token, both `[n, R]`."""
+    stats = response_head(
+        module, params, tokens, attention_mask, prompt_length, temperature, group_size, with_entropy=True
+    )
+    return stats["logprobs"], stats["entropy"]
+
+
+def response_head(
+    module, params, tokens, attention_mask, prompt_length, temperature, group_size, with_entropy=False
+) -> dict[str, jax.Array]:
+    """`Transformer.head_logprobs` over the response positions of `tokens [n, P + R]`: {'logprobs', 'is_argmax',
+    ('entropy')}, each `[n, R]` (see `response_logprobs`)."""
     if group_size > 1:
-        response_logits = shared_prefix_logits(module, params, tokens, attention_mask, prompt_length, group_size)
+        hidden = shared_prefix_hidden(module, params, tokens, attention_mask, prompt_length, group_size)
     else:
-        hidden = module.apply(
-            {"params": params}, tokens[:, :-1], attention_mask=attention_mask[:, :-1], method=module.hidden_states
-        )
-        response_logits = module.apply(
-            {"params": params}, hidden[:, prompt_length - 1 :], method=module.logits_from_hidden
-        )
-    if temperature and temperature != 1.0:
-        response_logits = response_logits.astype(jnp.float32) / temperature
-    return token_logprobs(response_logits, tokens[:, prompt_length:]), response_logits
+        # The whole (even-length) sequence runs, the last position unused: cuDNN's flash attention needs even lengths.
+        hidden = module.apply({"params": params}, tokens, attention_mask=attention_mask, method=module.hidden_states)[
+            :, prompt_length - 1 : -1
+        ]
+    return module.apply(
+        {"params": params},
+        hidden,
+        tokens[:, prompt_length:],
+        temperature=temperature or 1.0,
+        with_entropy=with_entropy,
+        method=module.head_logprobs,
+    )
 
 
-def shared_prefix_logits(
+def shared_prefix_hidden(
     module, params, tokens: jax.Array, attention_mask: jax.Array, prompt_length: int, group_size: int
 ) -> jax.Array:
-    """The logits scoring each response token, `[n, R, vocab]`, running each group's prompt once.
+    """The final hidden states before each response token, `[n, R, hidden]`, running each group's prompt once.
 
     tokens, attention_mask: [n, P + R], n = groups · `group_size`, the rows of a group consecutive and equal on
     their first P = `prompt_length` columns (checked on the host by `groups_share_prompts`). The prompts fill a
@@ -93,25 +119,25 @@ def shared_prefix_logits(
     """
     n, total = tokens.shape
     if n % group_size:
-        raise ValueError(f"shared_prefix_logits: {n} rows are not whole groups of group_size={group_size}")
+        raise ValueError(f"shared_prefix_hidden: {n} rows are not whole groups of group_size={group_size}")
     variables = {"params": params}
     cache = init_cache(module.config, n // group_size, total - 1)
-    last_prompt_logits, cache = module.apply(
+    prompt_hidden, cache = module.apply(
         variables,
         tokens[::group_size, :prompt_length],
         cache,
         attention_mask=attention_mask[::group_size, :prompt_length],
-        last_only=True,
-        method=module.forward_with_cache,
+        method=module.hidden_with_cache,
     )
-    response_logits, _ = module.apply(
+    response_hidden, _ = module.apply(
         variables,
         tokens[:, prompt_length:-1],
         repeat_rows(cache, group_size),
         attention_mask=attention_mask[:, prompt_length:-1],
-        method=module.forward_with_cache,
+        method=module.hidden_with_cache,
     )
-    return jnp.concatenate([jnp.repeat(last_prompt_logits, group_size, axis=0), response_logits], axis=1)
+    last_prompt_hidden = jnp.repeat(prompt_hidden[:, -1:], group_size, axis=0)
+    return jnp.concatenate([last_prompt_hidden, response_hidden], axis=1)
 
 
 def groups_share_prompts(tokens: np.ndarray, prompt_length: int, group_size: int) -> bool:
@@ -130,6 +156,13 @@ def response_values(value_module, params, tokens: jax.Array, attention_mask: jax
     return scores[:, prompt_length - 1 : -1]
 
 
+def next_token_head(module, params, tokens: jax.Array, attention_mask: jax.Array) -> dict[str, jax.Array]:
+    """log π(tokens[:, t + 1] | tokens[:, : t + 1]) for t < seq - 1 by the chunked LM head (no [batch, seq, vocab]
+    logits): {'logprobs', 'is_argmax'}, each [batch, seq - 1]. tokens, attention_mask: [batch, seq]."""
+    hidden = module.apply({"params": params}, tokens, attention_mask=attention_mask, method=module.hidden_states)
+    return module.apply({"params": params}, hidden[:, :-1], tokens[:, 1:], method=module.head_logprobs)
+
+
 def sequence_logprobs(
     module, params, tokens: jax.Array, attention_mask: jax.Array, loss_mask: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
@@ -139,7 +172,6 @@ def sequence_logprobs(
     EOS; the SFT convention), so position t's logits score token t + 1 when loss_mask[t + 1] is 1.
     Returns (logps float32 [batch], num_tokens float32 [batch]); logps / num_tokens is the length-normalised score.
     """
-    logits = module.apply({"params": params}, tokens, attention_mask=attention_mask)
     target_mask = loss_mask[:, 1:].astype(bool)
-    logps = jnp.where(target_mask, next_token_logprobs(logits, tokens), 0.0)
+    logps = jnp.where(target_mask, next_token_head(module, params, tokens, attention_mask)["logprobs"], 0.0)
     return jnp.sum(logps, axis=-1), jnp.sum(target_mask, axis=-1).astype(jnp.float32)

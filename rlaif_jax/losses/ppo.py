@@ -173,14 +173,14 @@ def ppo_loss_fn(
     Response log-probs are taken at `temperature` (the rollout's; old_logprobs must be too); the ptx NLL at 1.
     With `group_size` G > 1, groups of G consecutive rows share a prompt that runs once (the policy only).
     """
-    from rlaif_jax.losses.logprobs import masked_sum, response_logprobs, response_values
-    from rlaif_jax.losses.sft import sft_token_nll
+    from rlaif_jax.losses.logprobs import masked_sum, response_logprobs_and_entropy, response_values
+    from rlaif_jax.losses.sft import model_token_nll
 
     def loss_fn(params, batch, rng, frozen):
         del rng, frozen
         mask = batch["response_mask"].astype(bool)
         tokens, attention_mask = batch["tokens"], batch["attention_mask"]
-        logprobs, logits = response_logprobs(
+        logprobs, entropy = response_logprobs_and_entropy(
             policy_module,
             params["policy"],
             tokens,
@@ -199,7 +199,6 @@ def ppo_loss_fn(
         )
         values = response_values(value_module, params["value"], tokens, attention_mask, prompt_length)
         vl = value_loss(values, batch["old_values"], batch["returns"], mask, clip_range=value_clip)
-        entropy = entropy_from_logits(logits)
         count = jnp.sum(mask.astype(jnp.float32))
         loss_sum = masked_sum(pg + value_coef * vl - entropy_coef * entropy, mask)
         log_ratio = logprobs - batch["old_logprobs"]
@@ -212,10 +211,13 @@ def ppo_loss_fn(
             "ratio_max": (jnp.max(jnp.where(mask, ratio, 0.0)), jnp.float32(1.0)),
         }
         if ptx_coef > 0:
-            ptx_logits = policy_module.apply(
-                {"params": params["policy"]}, batch["ptx_tokens"], attention_mask=batch["ptx_attention_mask"]
+            nll, ptx_mask, _ = model_token_nll(
+                policy_module,
+                params["policy"],
+                batch["ptx_tokens"],
+                batch["ptx_attention_mask"],
+                batch["ptx_loss_mask"],
             )
-            nll, ptx_mask = sft_token_nll(ptx_logits, batch["ptx_tokens"], batch["ptx_loss_mask"])
             ptx_count = jnp.sum(ptx_mask.astype(jnp.float32))
             ptx_sum = masked_sum(nll, ptx_mask)
             loss_sum = loss_sum + ptx_coef * ptx_sum / jnp.maximum(ptx_count, 1.0) * count

@@ -99,7 +99,7 @@ def reinforce_loss_fn(
         del rng, frozen
         mask = batch["response_mask"].astype(bool)
         tokens, attention_mask = batch["tokens"], batch["attention_mask"]
-        logprobs, _ = response_logprobs(
+        logprobs = response_logprobs(
             policy_module,
             params["policy"],
             tokens,
@@ -135,7 +135,7 @@ def rloo_loss_fn(policy_module, *, prompt_length, temperature=1.0, group_size=1)
     def loss_fn(params, batch, rng, frozen):
         del rng, frozen
         mask = batch["response_mask"].astype(bool)
-        logprobs, _ = response_logprobs(
+        logprobs = response_logprobs(
             policy_module,
             params["policy"],
             batch["tokens"],

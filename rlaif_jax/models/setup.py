@@ -4,6 +4,26 @@ from __future__ import annotations
 
 from rlaif_jax import models, sharding
 from rlaif_jax.models.byte_tokenizer import byte_tokenizer
+from rlaif_jax.models.config import ModelConfig
+
+# config.model fields that set how the model runs rather than what it is, with the defaults of configs written
+# before they existed (a stage's recorded config.json re-runs as it ran).
+RUNTIME_DEFAULTS = dict(
+    dtype="float32",
+    param_dtype="",  # '' = dtype
+    remat="none",
+    attention="auto",
+    vocab_chunk_size=ModelConfig.vocab_chunk_size,
+    scan_layers=True,
+    scalar_head=False,
+)
+
+
+def runtime_options(model_config) -> dict:
+    """The runtime fields of a `config.model` block (RUNTIME_DEFAULTS where it has none); param_dtype '' = dtype."""
+    options = {name: model_config.get(name, default) for name, default in RUNTIME_DEFAULTS.items()}
+    options["param_dtype"] = options["param_dtype"] or options["dtype"]
+    return options
 
 
 def build_mesh(config):
@@ -12,19 +32,16 @@ def build_mesh(config):
     return sharding.mesh_from_config(config.mesh)
 
 
-def build_model(model_config, mesh, rules) -> models.LanguageModel:
-    """Loads `model_config.name` (path, alias or hub id), or random-initialises `model_config.tiny` if 'tiny'."""
+def build_model(model_config, mesh, rules, *, strict: bool = False) -> models.LanguageModel:
+    """Loads `model_config.name` (path, alias, hub id or 'random:ARCH'), or random-initialises `model_config.tiny`
+    if 'tiny', with the block's dtype / param_dtype / remat / attention / vocab_chunk_size / layer layout.
+    `strict` (`config.mesh.strict`): a sharding rule that cannot apply is an error, not a warning."""
+    options = runtime_options(model_config)
     if model_config.name == "tiny":
-        tiny = dict(model_config.tiny)
-        config = models.ModelConfig(
-            **tiny, dtype=model_config.dtype, scan_layers=model_config.scan_layers, scalar_head=model_config.scalar_head
+        config = models.ModelConfig(**dict(model_config.tiny), **options)
+        return models.init_random(
+            config, seed=model_config.seed, tokenizer=byte_tokenizer(), mesh=mesh, rules=rules, strict=strict
         )
-        return models.init_random(config, seed=model_config.seed, tokenizer=byte_tokenizer(), mesh=mesh, rules=rules)
     return models.load(
-        model_config.name,
-        dtype=model_config.dtype,
-        mesh=mesh,
-        rules=rules,
-        scan_layers=model_config.scan_layers,
-        scalar_head=model_config.scalar_head,
+        model_config.name, mesh=mesh, rules=rules, strict=strict, seed=model_config.get("seed", 0), **options
     )

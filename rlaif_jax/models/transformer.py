@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlaif_jax.models import lm_head
+from rlaif_jax.models.attention import attend
 from rlaif_jax.models.config import ModelConfig, parse_dtype
 from rlaif_jax.models.heads import ScalarHead
 
@@ -99,14 +101,15 @@ class Attention(nn.Module):
         self,
         x: jax.Array,
         positions: jax.Array,
-        mask_bias: jax.Array,
+        mask: jax.Array,
         cache_k: jax.Array | None,
         cache_v: jax.Array | None,
         layer: jax.Array,
         cache_index: jax.Array,
     ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
-        """x: [batch, seq, hidden]; mask_bias: [batch, 1, 1, seq, keys] additive (0 or -inf-like);
-        cache_k/v: [layers, batch, cache_len, kv_heads, head_dim] or None. Returns (out, cache_k, cache_v)."""
+        """x: [batch, seq, hidden]; mask: bool [batch, 1, 1, keys] (which keys are real; causal by position)
+        without a cache, bool [batch, 1, seq, keys] (the whole mask) with one; cache_k/v: [layers, batch,
+        cache_len, kv_heads, head_dim] or None. Returns (out, cache_k, cache_v)."""
         cfg = self.config
         dtype = parse_dtype(cfg.dtype)
         d, h, kvh, hd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
@@ -132,11 +135,8 @@ class Attention(nn.Module):
             k = jax.lax.dynamic_index_in_dim(cache_k, layer, axis=0, keepdims=False).astype(dtype)
             v = jax.lax.dynamic_index_in_dim(cache_v, layer, axis=0, keepdims=False).astype(dtype)
 
-        q = q.reshape(batch, seq, kvh, group, hd)
-        scores = jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32) * (hd**-0.5)
-        probs = jax.nn.softmax(scores + mask_bias, axis=-1)
-        out = jnp.einsum("bkgst,btkd->bskgd", probs.astype(dtype), v, preferred_element_type=jnp.float32)
-        out = out.reshape(batch, seq, h, hd).astype(dtype)
+        out = attend(q, k, v, mask, causal=cache_k is None, implementation=cfg.attention)
+        out = out.astype(dtype)
         wo = self._projection("o_proj", (h, hd, d), ("q_heads", "head_dim", "embed"))
         return _matmul("bshk,hkd->bsd", out, wo, dtype), cache_k, cache_v
 
@@ -169,10 +169,10 @@ class DecoderBlock(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, carry, positions, mask_bias, cache_index):
+    def __call__(self, carry, positions, mask, cache_index):
         x, cache_k, cache_v, layer = carry
         attention_out, cache_k, cache_v = Attention(self.config, name="attention")(
-            RMSNorm(self.config, name="input_norm")(x), positions, mask_bias, cache_k, cache_v, layer, cache_index
+            RMSNorm(self.config, name="input_norm")(x), positions, mask, cache_k, cache_v, layer, cache_index
         )
         x = x + attention_out
         x = x + MLP(self.config, name="mlp")(RMSNorm(self.config, name="post_attention_norm")(x))
@@ -193,8 +193,8 @@ class Transformer(nn.Module):
     one `nn.scan`; without, they are separate trees `layers_0 .. layers_{n-1}` (see `models.layout` to convert).
 
     `apply({"params": p}, tokens)` with int32 `tokens [batch, seq]` returns float32 `logits [batch, seq, vocab]`.
-    Other entry points (via `apply(..., method=...)`): `forward_with_cache`, `hidden_states`, `logits_from_hidden`,
-    `scalar`.
+    Other entry points (via `apply(..., method=...)`): `forward_with_cache`, `hidden_with_cache`, `hidden_states`,
+    `logits_from_hidden`, `head_logprobs` (log-probs of targets without the full logits), `scalar`.
     """
 
     config: ModelConfig
@@ -255,26 +255,24 @@ class Transformer(nn.Module):
             cache_k, cache_v = cache["k"], cache["v"]
         if positions is None:
             positions = previous_valid + jnp.maximum(jnp.cumsum(new_valid, axis=1) - 1, 0)
-        query_slots = cache_index + jnp.arange(seq)
-        allowed = (jnp.arange(num_keys)[None, :] <= query_slots[:, None])[None] & key_valid[:, None, :]
-        mask_bias = jnp.where(allowed, 0.0, jnp.finfo(jnp.float32).min)[:, None, None, :, :]
+        if cache is None:  # keys are the queries: causal by position, and the real keys
+            mask = key_valid[:, None, None, :]
+        else:  # queries sit at slots cache_index.. of the cache: the whole mask
+            query_slots = cache_index + jnp.arange(seq)
+            mask = ((jnp.arange(num_keys)[None, :] <= query_slots[:, None])[None] & key_valid[:, None, :])[:, None]
 
         x = jnp.take(self.embedding, tokens, axis=0).astype(dtype)
         x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
         first_layer = jnp.zeros((), jnp.int32)
         if self.config.scan_layers:
-            (x, cache_k, cache_v, _), _ = self.layers(
-                (x, cache_k, cache_v, first_layer), positions, mask_bias, cache_index
-            )
+            (x, cache_k, cache_v, _), _ = self.layers((x, cache_k, cache_v, first_layer), positions, mask, cache_index)
         else:
             # One buffer per layer: on CPU this decodes ~2.5x faster than slicing stacked weights in a loop.
             new_k, new_v = [], []
             for i, block in enumerate(self.blocks):
                 layer_k = None if cache_k is None else cache_k[i]
                 layer_v = None if cache_v is None else cache_v[i]
-                (x, layer_k, layer_v, _), _ = block(
-                    (x, layer_k, layer_v, first_layer), positions, mask_bias, cache_index
-                )
+                (x, layer_k, layer_v, _), _ = block((x, layer_k, layer_v, first_layer), positions, mask, cache_index)
                 new_k.append(layer_k)
                 new_v.append(layer_v)
             if cache_k is not None:
@@ -309,6 +307,11 @@ class Transformer(nn.Module):
             hidden = hidden[:, -1:]
         return self._logits(hidden), cache
 
+    def hidden_with_cache(self, tokens, cache: Cache, positions=None, attention_mask=None):
+        """Like `forward_with_cache`, but returns the final-normed hidden states `[batch, seq, hidden]` (for
+        `head_logprobs`) and the updated cache."""
+        return self._backbone(tokens, positions, attention_mask, cache)
+
     def hidden_states(self, tokens, positions=None, attention_mask=None) -> jax.Array:
         """Final-normed hidden states `[batch, seq, hidden]`."""
         return self._backbone(tokens, positions, attention_mask, None)[0]
@@ -317,6 +320,27 @@ class Transformer(nn.Module):
         """The LM head on final-normed hidden states `[batch, seq, hidden]`: float32 logits `[batch, seq, vocab]`
         (run it on the positions that are scored only: the head is a large share of a small model's work)."""
         return self._logits(hidden)
+
+    def head_logprobs(
+        self, hidden: jax.Array, targets: jax.Array, temperature: float = 1.0, with_entropy: bool = False
+    ) -> dict[str, jax.Array]:
+        """log softmax(logits / temperature) of `targets [batch, seq]` from hidden states `[batch, seq, hidden]`,
+        the LM head run in `config.vocab_chunk_size` chunks (`models.lm_head`: no [batch, seq, vocab] logits).
+        Returns {'logprobs', 'is_argmax', and with `with_entropy` 'entropy'}, each [batch, seq]."""
+        dtype = parse_dtype(self.config.dtype)
+        tied = self.config.tie_word_embeddings
+        return lm_head.chunked_head_stats(
+            hidden.astype(dtype),
+            self.embedding if tied else self.lm_head,
+            targets,
+            vocab_axis=0 if tied else 1,
+            chunk_size=self.config.vocab_chunk_size,
+            temperature=temperature,
+            with_entropy=with_entropy,
+            constrain=lambda logits: nn.with_logical_constraint(
+                logits, ("activation_batch", "activation_length", "activation_vocab")
+            ),
+        )
 
     def scalar(self, tokens, positions=None, attention_mask=None) -> jax.Array:
         """The scalar head (value / reward) at every position: float32 `[batch, seq]`."""

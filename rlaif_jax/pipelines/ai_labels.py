@@ -150,7 +150,9 @@ def run(config, workdir: str) -> str:
 
     mesh = build_mesh(config)
     rules = sharding.normalize_rules(config.mesh.rules)
-    lm = with_layer_layout(build_model(config.model, mesh, rules), scan_layers=False)
+    lm = with_layer_layout(
+        build_model(config.model, mesh, rules, strict=config.mesh.get("strict", False)), scan_layers=False
+    )
     batch_size = labeler_config.batch_size
     with open(output_path, "a", encoding="utf-8") as out:
         for start in tqdm(range(0, len(pending), batch_size), desc="ai labels", unit="batch"):

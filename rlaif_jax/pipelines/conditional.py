@@ -88,8 +88,8 @@ def make_conditional_kl_fn(module, prompt_length: int, reference_tokens: np.ndar
     """
 
     def log_ratio(params, reference_params, tokens, attention_mask, ref_tokens, ref_mask):
-        logprobs, _ = rollouts.response_logprobs(module, params, tokens, attention_mask, prompt_length)
-        ref_logprobs, _ = rollouts.response_logprobs(module, reference_params, ref_tokens, ref_mask, prompt_length)
+        logprobs = rollouts.response_logprobs(module, params, tokens, attention_mask, prompt_length)
+        ref_logprobs = rollouts.response_logprobs(module, reference_params, ref_tokens, ref_mask, prompt_length)
         return logprobs - ref_logprobs
 
     jitted = jax.jit(log_ratio)

@@ -71,7 +71,7 @@ def run(config, workdir: str) -> str:
 
     mesh = build_mesh(config)
     rules = sharding.normalize_rules(config.mesh.rules)
-    lm = build_model(config.model, mesh, rules)
+    lm = build_model(config.model, mesh, rules, strict=config.mesh.get("strict", False))
     sampling_config = config.sampling
     token_ids = []
     for index, prompt in enumerate(prompts):

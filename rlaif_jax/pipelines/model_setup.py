@@ -12,11 +12,11 @@ def initial_policy(config, workdir, mesh, rules):
     """The starting policy: `config.model`, or with `config.sft_first` the result of running `config.sft` into
     WORKDIR/sft first (skipped when WORKDIR/sft/hf_model exists, so a re-run resumes)."""
     if not config.sft_first:
-        return build_model(config.model, mesh, rules)
+        return build_model(config.model, mesh, rules, strict=config.mesh.get("strict", False))
     sft_dir = os.path.join(workdir, "sft")
     if not os.path.exists(os.path.join(sft_dir, "hf_model", "config.json")):
         sft_pipeline.run(config.sft, sft_dir)
     model_config = config.model.copy_and_resolve_references()
     with model_config.unlocked():
         model_config.name = os.path.join(sft_dir, "hf_model")
-    return build_model(model_config, mesh, rules)
+    return build_model(model_config, mesh, rules, strict=config.mesh.get("strict", False))

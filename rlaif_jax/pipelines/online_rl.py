@@ -85,7 +85,7 @@ def run(config, workdir: str) -> dict:
         value_model = config.model.copy_and_resolve_references()
         with value_model.unlocked():
             value_model.name, value_model.scalar_head = config.rl.value_init, True
-        value_init = build_model(value_model, mesh, rules)
+        value_init = build_model(value_model, mesh, rules, strict=config.mesh.get("strict", False))
     results, trained = rl_loop.train_policy(
         config, workdir, policy, task, mesh=mesh, rules=rules, value_init=value_init
     )

@@ -177,7 +177,7 @@ def run(config, workdir: str) -> dict:
     rules = sharding.normalize_rules(config.mesh.rules)
     model_config = ml_collections.ConfigDict(config.model.to_dict())
     model_config.scalar_head = True  # a pretrained LM gets a zero-initialised head (models.load)
-    lm = build_model(model_config, mesh, rules)
+    lm = build_model(model_config, mesh, rules, strict=config.mesh.get("strict", False))
     examples, eval_examples = load_preference_examples(
         config.data, lm.tokenizer, ranked=ranked, soft_labels=loss_type == "soft_label"
     )

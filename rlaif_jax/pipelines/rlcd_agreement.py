@@ -37,7 +37,9 @@ def run(config, workdir: str) -> dict:
 
     def compute() -> dict:
         mesh = build_mesh(config)
-        policy = build_model(config.model, mesh, sharding.normalize_rules(config.mesh.rules))
+        policy = build_model(
+            config.model, mesh, sharding.normalize_rules(config.mesh.rules), strict=config.mesh.get("strict", False)
+        )
         return agreement_results(config, policy, settings.reward_model, read_pair_rows(settings.train_pairs))
 
     return run_dir.cached_json(os.path.join(workdir, OUTPUT_FILE), compute)

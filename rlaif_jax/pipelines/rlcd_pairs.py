@@ -44,7 +44,7 @@ def run(config, workdir: str) -> dict:
 
     def policy():
         if "lm" not in loaded:
-            loaded["lm"] = build_model(config.model, mesh, rules)
+            loaded["lm"] = build_model(config.model, mesh, rules, strict=config.mesh.get("strict", False))
         return loaded["lm"]
 
     results = {}

@@ -75,7 +75,9 @@ def run(config, workdir: str) -> dict:
     if os.path.exists(summary_path) and os.path.exists(os.path.join(workdir, PAIRS_FILE)):
         return run_dir.cached_json(summary_path, dict)
     mesh = build_mesh(config)
-    policy = build_model(config.model, mesh, sharding.normalize_rules(config.mesh.rules))
+    policy = build_model(
+        config.model, mesh, sharding.normalize_rules(config.mesh.rules), strict=config.mesh.get("strict", False)
+    )
     prompts = prompt_data.load_prompts(config.prompts, config.split, config.seed, config.num_prompts)
     ids = prompt_data.encode_prompts(
         policy.tokenizer,

@@ -47,7 +47,7 @@ def run(config, workdir: str) -> dict:
     run_dir.write_config(config, workdir)
     mesh = build_mesh(config)
     rules = sharding.normalize_rules(config.mesh.rules)
-    lm = build_model(config.model, mesh, rules)
+    lm = build_model(config.model, mesh, rules, strict=config.mesh.get("strict", False))
     examples = load_sft_examples(config.data, lm.tokenizer)
     state, last_metrics, finished = fit(
         lm=lm,

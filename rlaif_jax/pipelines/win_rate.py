@@ -237,7 +237,7 @@ def run(config, workdir: str) -> dict:
         key = model_config.to_json()
         if key not in loaded:
             loaded.clear()
-            loaded[key] = build_model(model_config, mesh, rules)
+            loaded[key] = build_model(model_config, mesh, rules, strict=config.mesh.get("strict", False))
         return loaded[key]
 
     completions = {}

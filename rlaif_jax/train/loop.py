@@ -124,6 +124,9 @@ def fit(
     reached `num_steps`).
     """
     train = config.train
+    sharding.check_batch_size(
+        train.batch_size, mesh, rules, key="config.train.batch_size", accumulation_steps=train.accumulation_steps
+    )
     optimizer = make_optimizer(config.optimizer, num_steps)
     state_shardings = train_state_shardings(abstract_params(lm.config), optimizer, mesh, rules)
     state = jax.jit(init_train_state, static_argnums=1, out_shardings=state_shardings)(lm.params, optimizer)

@@ -35,13 +35,18 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rlaif_jax import models, monitoring, preemption
+from rlaif_jax import models, monitoring, preemption, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
 from rlaif_jax.data import batching
 from rlaif_jax.evaluation import policy as policy_eval
 from rlaif_jax.losses import grpo, ppo, reinforce
-from rlaif_jax.losses.logprobs import groups_share_prompts, response_logprobs, response_values
+from rlaif_jax.losses.logprobs import (
+    groups_share_prompts,
+    response_logprobs,
+    response_logprobs_and_entropy,
+    response_values,
+)
 from rlaif_jax.models.loading import LanguageModel, abstract_params
 from rlaif_jax.train import rollout as rollouts
 from rlaif_jax.train.degenerate import DegenerateBatchWarnings
@@ -134,13 +139,14 @@ def make_score_fn(rl, policy_module, value_module, prompt_length: int, group_siz
 
     def score(params, reference_params, tokens, attention_mask):
         scored = {}
-        logprobs_of = lambda p: response_logprobs(  # noqa: E731
-            policy_module, p, tokens, attention_mask, prompt_length, temperature=temperature, group_size=group_size
+        options = dict(temperature=temperature, group_size=group_size)
+        scored["ref_logprobs"] = response_logprobs(
+            policy_module, reference_params, tokens, attention_mask, prompt_length, **options
         )
-        scored["ref_logprobs"] = logprobs_of(reference_params)[0]
         if rl.old_logprobs == "trainer":
-            scored["logprobs"], logits = logprobs_of(params["policy"])
-            scored["entropy"] = ppo.entropy_from_logits(logits)
+            scored["logprobs"], scored["entropy"] = response_logprobs_and_entropy(
+                policy_module, params["policy"], tokens, attention_mask, prompt_length, **options
+            )
         if rl.algorithm not in GROUP_ALGORITHMS:
             scored["values"] = response_values(value_module, params["value"], tokens, attention_mask, prompt_length)
         return scored
@@ -306,6 +312,7 @@ def train_policy(
     rollout_size = rl.prompts_per_rollout * samples
     if rollout_size % rl.minibatch_size:
         raise ValueError(f"rollout of {rollout_size} sequences is not divisible by minibatch_size={rl.minibatch_size}")
+    sharding.check_batch_size(rl.minibatch_size, mesh, rules, key="config.rl.minibatch_size")
     steps_per_iteration = rl.epochs * rollout_size // rl.minibatch_size
     num_iterations = config.train.num_steps // steps_per_iteration
     if num_iterations < 1:

@@ -80,12 +80,13 @@ def make_train_step(
       mesh, rules, state_shardings: with a mesh, the state keeps `state_shardings` and the batch is split over the
         `activation_batch` mesh axes.
     Returns:
-      train_step. `rng` is the run's base key; step t uses `fold_in(rng, t)` (micro-batch k: `fold_in(that, k)`),
-      so a resumed run draws the same numbers. A step whose loss or gradient is not finite, or whose batch has no
-      counted element (every example truncated or masked), leaves params and optimizer state unchanged; the
-      non-finite ones are counted in `state['nonfinite_steps']`. metrics: each loss metric as sum / count, plus
-      'grad_norm', 'applied' (1.0 if the update was applied), 'finite' (1.0 if loss and gradient were finite),
-      'nonfinite_steps'.
+      train_step (and `train_step.lower(state, batch, rng, frozen)`, the jit's lowering under the mesh, which takes
+      `jax.ShapeDtypeStruct`s for compile-only planning). `rng` is the run's base key; step t uses
+      `fold_in(rng, t)` (micro-batch k: `fold_in(that, k)`), so a resumed run draws the same numbers. A step whose
+      loss or gradient is not finite, or whose batch has no counted element (every example truncated or masked),
+      leaves params and optimizer state unchanged; the non-finite ones are counted in `state['nonfinite_steps']`.
+      metrics: each loss metric as sum / count, plus 'grad_norm', 'applied' (1.0 if the update was applied),
+      'finite' (1.0 if loss and gradient were finite), 'nonfinite_steps'.
     """
 
     def micro_step(params, micro_batch, rng, frozen):
@@ -156,4 +157,9 @@ def make_train_step(
         with sharding.activate(mesh, rules):
             return jitted(state, batch, rng, frozen)
 
+    def lower(state, batch, rng, frozen=None):  # also on jax.ShapeDtypeStructs: compile-only planning
+        with sharding.activate(mesh, rules):
+            return jitted.lower(state, batch, rng, frozen)
+
+    run.lower = lower
     return run

@@ -73,14 +73,19 @@ def pair_batch(seed: int, num_pairs: int = 3, chosen_len: int = 9, rejected_len:
 
 
 class CountingModule:
-    """Delegates to a Flax module and records the batch size of every forward pass (at trace time)."""
+    """Delegates to a Flax module and records the batch size of every pass through the transformer body (at trace
+    time; the LM head on its hidden states is not counted)."""
 
     def __init__(self, module):
         self.module, self.calls = module, []
 
-    def apply(self, variables, tokens, **kwargs):
-        self.calls.append(tokens.shape[0])
-        return self.module.apply(variables, tokens, **kwargs)
+    def __getattr__(self, name):  # hidden_states, head_logprobs, ...: the module's own methods
+        return getattr(self.module, name)
+
+    def apply(self, variables, tokens, *args, method=None, **kwargs):
+        if method is None or method == self.module.hidden_states:
+            self.calls.append(tokens.shape[0])
+        return self.module.apply(variables, tokens, *args, method=method, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,18 @@
-"""response_logprobs: the response-only LM head and the shared-prefix forward equal the plain full forward pass,
-values and gradients (float32 on CPU)."""
+"""response_logprobs: the response-only, vocabulary-chunked LM head and the shared-prefix forward equal the plain
+full forward pass, values and gradients (float32 on CPU)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlaif_jax.losses.logprobs import groups_share_prompts, response_logprobs, token_logprobs
+from rlaif_jax.losses import ppo
+from rlaif_jax.losses.logprobs import (
+    groups_share_prompts,
+    response_logprobs,
+    response_logprobs_and_entropy,
+    token_logprobs,
+)
 
 PROMPT, RESPONSE, GROUPS, G = 6, 5, 3, 4
 
@@ -33,29 +39,34 @@ def _full_forward(lm, params, tokens, mask, temperature):
     return token_logprobs(logits, tokens[:, PROMPT:]), logits
 
 
-@pytest.mark.parametrize("scan_layers", [True, False])
-def test_shared_prefix_and_response_only_head_match_the_full_forward(make_tiny_lm, scan_layers):
-    lm = make_tiny_lm(scan_layers=scan_layers, num_kv_heads=2, num_heads=4)
+@pytest.mark.parametrize("scan_layers,vocab_chunk_size", [(True, 0), (False, 0), (True, 40)])
+def test_shared_prefix_and_response_only_head_match_the_full_forward(make_tiny_lm, scan_layers, vocab_chunk_size):
+    # vocab_chunk_size 40: the 128-id vocabulary runs in 4 strided chunks of 32.
+    lm = make_tiny_lm(scan_layers=scan_layers, num_kv_heads=2, num_heads=4, vocab_chunk_size=vocab_chunk_size)
     tokens, mask = _rollout_batch()
     response_mask = mask[:, PROMPT:]
     assert groups_share_prompts(tokens, PROMPT, G)
     expected, expected_logits = _full_forward(lm, lm.params, tokens, mask, 0.7)
+    expected_entropy = ppo.entropy_from_logits(expected_logits)
     for group_size in (1, G):
-        logprobs, logits = jax.jit(
-            lambda p, group_size=group_size: response_logprobs(
+        logprobs, entropy = jax.jit(
+            lambda p, group_size=group_size: response_logprobs_and_entropy(
                 lm.module, p, tokens, mask, PROMPT, temperature=0.7, group_size=group_size
             )
         )(lm.params)
-        assert logprobs.shape == (GROUPS * G, RESPONSE) and logits.shape == expected_logits.shape
+        assert logprobs.shape == entropy.shape == (GROUPS * G, RESPONSE)
         np.testing.assert_allclose(
             np.where(response_mask, logprobs, 0), np.where(response_mask, expected, 0), atol=2e-5
+        )
+        np.testing.assert_allclose(
+            np.where(response_mask, entropy, 0), np.where(response_mask, expected_entropy, 0), atol=2e-5
         )
 
     def loss(params, group_size):
         if group_size == 0:
             logprobs, _ = _full_forward(lm, params, tokens, mask, 0.7)
         else:
-            logprobs, _ = response_logprobs(
+            logprobs = response_logprobs(
                 lm.module, params, tokens, mask, PROMPT, temperature=0.7, group_size=group_size
             )
         return jnp.sum(jnp.where(response_mask, logprobs, 0.0) * np.linspace(-1, 1, RESPONSE))

@@ -19,7 +19,8 @@ VOCAB, P, R = 4, 2, 3
 
 class Bigram:
     """`apply` returns params['logits'][tokens] [n, L, V]; with `method=scalar`, params['value'][tokens] [n, L].
-    Its "hidden states" are the token ids themselves, so the response-only head path runs through it too."""
+    Its "hidden states" are the token ids themselves, so the response-only head path runs through it too, and its
+    `head_logprobs` is the plain log-softmax of those logits (the model's own chunked head is tested elsewhere)."""
 
     def scalar(self):  # only its identity matters: `method=module.scalar` selects the value head
         raise NotImplementedError
@@ -27,17 +28,25 @@ class Bigram:
     def hidden_states(self):
         raise NotImplementedError
 
-    def logits_from_hidden(self):
+    def head_logprobs(self):
         raise NotImplementedError
 
-    def apply(self, variables, tokens, attention_mask=None, method=None):
+    def apply(self, variables, tokens, *args, attention_mask=None, method=None, **kwargs):
         del attention_mask
         params = variables["params"]
         if method == self.scalar:
             return params["value"][tokens]
         if method == self.hidden_states:
             return tokens
-        return params["logits"][tokens]  # __call__ and logits_from_hidden
+        if method == self.head_logprobs:
+            (targets,) = args
+            logprobs = jax.nn.log_softmax(params["logits"][tokens] / kwargs.get("temperature", 1.0), axis=-1)
+            target = jnp.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
+            stats = {"logprobs": target, "is_argmax": target >= jnp.max(logprobs, axis=-1)}
+            if kwargs.get("with_entropy"):
+                stats["entropy"] = -jnp.sum(jnp.exp(logprobs) * logprobs, axis=-1)
+            return stats
+        return params["logits"][tokens]  # __call__
 
 
 def _params():

@@ -70,7 +70,7 @@ def test_conditional_kl_reads_the_reference_without_the_prefix():
     kl_fn = make_conditional_kl_fn(lm.module, 20, plain_tokens, plain_mask)
     log_ratio = np.asarray(kl_fn(lm.params, lm.params, rollout.tokens, rollout.attention_mask))
     # Same params, different contexts: log p(y | prefix, x) - log p(y | x), each computed directly.
-    logprobs = jax.jit(lambda tokens, mask: rollouts.response_logprobs(lm.module, lm.params, tokens, mask, 20)[0])
+    logprobs = jax.jit(lambda tokens, mask: rollouts.response_logprobs(lm.module, lm.params, tokens, mask, 20))
     with_prefix = logprobs(rollout.tokens, rollout.attention_mask)
     plain_rows = rollout.tokens.copy()
     plain_rows[:, :20] = plain_tokens

@@ -1,0 +1,80 @@
+"""Known architectures by name, as HF `config.json` dicts: what 'random:NAME' initialises (benchmarks on a device
+with no checkpoint, compile-only memory planning in `experiments/aot_memory.py`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlaif_jax.models.config import ModelConfig, from_hf_dict
+
+_LLAMA3_COMMON = dict(
+    model_type="llama",
+    vocab_size=128256,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    rms_norm_eps=1e-5,
+    rope_theta=500000.0,
+    max_position_embeddings=131072,
+    bos_token_id=128000,
+    eos_token_id=[128001, 128008, 128009],
+)
+
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    # meta-llama/Llama-3.2-1B config.json
+    "llama3_1b": dict(
+        _LLAMA3_COMMON,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        head_dim=64,
+        tie_word_embeddings=True,
+        rope_scaling=dict(
+            rope_type="llama3",
+            factor=32.0,
+            low_freq_factor=1.0,
+            high_freq_factor=4.0,
+            original_max_position_embeddings=8192,
+        ),
+    ),
+    # meta-llama/Llama-3.1-8B config.json
+    "llama3_8b": dict(
+        _LLAMA3_COMMON,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        head_dim=128,
+        tie_word_embeddings=False,
+        rope_scaling=dict(
+            rope_type="llama3",
+            factor=8.0,
+            low_freq_factor=1.0,
+            high_freq_factor=4.0,
+            original_max_position_embeddings=8192,
+        ),
+    ),
+    # HuggingFaceTB/SmolLM2-135M-Instruct config.json
+    "smollm2_135m": dict(
+        model_type="llama",
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        head_dim=64,
+        rms_norm_eps=1e-5,
+        rope_theta=100000.0,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    ),
+}
+
+
+def random_config(name: str, **overrides) -> ModelConfig:
+    """The ModelConfig of architecture `name` (a key of ARCHITECTURES) with `overrides` (dtype, remat, ...)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture 'random:{name}'; known: {sorted(ARCHITECTURES)}")
+    return from_hf_dict(ARCHITECTURES[name], **overrides)

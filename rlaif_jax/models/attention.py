@@ -1,0 +1,120 @@
+"""Scaled dot-product attention through `jax.nn.dot_product_attention`: XLA everywhere (the CPU reference), cuDNN
+flash attention on GPU, Pallas splash attention on TPU (`ModelConfig.attention`)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_HALF = (jnp.bfloat16, jnp.float16)
+SPLASH_BLOCK = 128  # splash attention tiles the sequence in blocks of this many tokens
+
+
+def resolve_implementation(implementation: str, *, dtype, causal: bool, seq_len: int, head_dim: int) -> str:
+    """The implementation 'auto' stands for on this backend: 'cudnn' for half-precision forward passes without a KV
+    cache on GPU (even lengths), 'splash' for those on TPU when the sequence tiles into blocks, else 'xla' (decoding
+    steps and float32 always run on XLA)."""
+    if implementation != "auto":
+        return implementation
+    backend = jax.default_backend()
+    if causal and jnp.dtype(dtype) in [jnp.dtype(d) for d in _HALF]:
+        if backend == "gpu" and head_dim % 8 == 0 and head_dim <= 256 and seq_len % 2 == 0:
+            return "cudnn"  # cuDNN's flash attention with a mask trains on even lengths only
+        if backend == "tpu" and seq_len % SPLASH_BLOCK == 0:
+            return "splash"
+    return "xla"
+
+
+def attend(
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *, causal: bool, implementation: str = "auto"
+) -> jax.Array:
+    """softmax(q kᵀ / sqrt(head_dim) masked) v with grouped-query heads.
+
+    q: [batch, seq, heads, head_dim]; k, v: [batch, keys, kv_heads, head_dim] (query head h reads kv head
+    h // (heads / kv_heads)); mask: bool [batch, 1, 1, keys] (the real keys) when `causal` (keys are the queries,
+    masked causally by position), else bool [batch, 1, seq, keys], the whole mask. Softmax in float32.
+    Returns [batch, seq, heads, head_dim] in q's dtype.
+    """
+    implementation = resolve_implementation(
+        implementation, dtype=q.dtype, causal=causal, seq_len=q.shape[1], head_dim=q.shape[-1]
+    )
+    if implementation not in ("xla", "cudnn", "splash"):
+        raise ValueError(f"attention={implementation!r}; expected 'auto', 'xla', 'cudnn' or 'splash'")
+    seq, keys = q.shape[1], k.shape[1]
+    unsupported = {
+        "splash": None
+        if causal and seq % SPLASH_BLOCK == 0
+        else f"a KV-cache step or a length not divisible by {SPLASH_BLOCK} ({seq} queries)",
+        "cudnn": None if not causal or seq % 2 == 0 else f"an odd length ({seq}) with a mask",
+    }.get(implementation)
+    if unsupported:
+        _warn_once(f"attention={implementation!r} cannot run {unsupported}; XLA attention runs it")
+        implementation = "xla"
+    scale = q.shape[-1] ** -0.5
+    if implementation == "splash":
+        return _splash_attention(q, k, v, mask[:, 0, 0, :], scale=scale)
+    if implementation == "cudnn" and causal:
+        # cuDNN takes a mask only as a bias of the full [batch, 1, seq, keys] shape (measured on an H200, JAX 0.11.2)
+        mask = mask & jnp.tril(jnp.ones((seq, keys), bool))[None, None]
+        causal = False
+    return jax.nn.dot_product_attention(
+        q, k, v, mask=mask, is_causal=causal, scale=scale, implementation=implementation
+    ).astype(q.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _warn_once(message: str) -> None:
+    logging.warning(message)
+
+
+def _splash_attention(q, k, v, key_valid, *, scale: float, interpret: bool | None = None):
+    """Causal splash attention (TPU Pallas kernel; `interpret` runs it on any backend, for tests). Padding is a
+    segment: real tokens (segment 1) attend to real tokens only, padding (segment 0) to padding."""
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
+
+    batch, seq, heads, _ = q.shape
+    if seq % SPLASH_BLOCK:
+        raise ValueError(f"attention='splash' needs a sequence length divisible by {SPLASH_BLOCK}; got {seq}")
+    if interpret is None:
+        interpret = jax.default_backend() != "tpu"
+    block = min(seq, 512)
+    block_sizes = splash.BlockSizes(
+        block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block, block_kv_dkv=block,
+        block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block,
+    )  # fmt: skip
+    kernel = _splash_kernel(seq, heads, block_sizes, interpret)
+    segments = key_valid.astype(jnp.int32)
+    heads_major = lambda x: jnp.swapaxes(x, 1, 2)  # noqa: E731  [batch, heads, seq, head_dim]
+    out = jax.vmap(lambda q1, k1, v1, s1: kernel(q1, k1, v1, segment_ids=splash.SegmentIds(q=s1, kv=s1)))(
+        heads_major(q * jnp.asarray(scale, q.dtype)), heads_major(k), heads_major(v), segments
+    )
+    return heads_major(out).astype(q.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _splash_kernel(seq: int, heads: int, block_sizes, interpret: bool):
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as splash_mask
+
+    mask = splash_mask.MultiHeadMask([splash_mask.CausalMask((seq, seq)) for _ in range(heads)])
+    return splash.make_splash_mha(mask, head_shards=1, q_seq_shards=1, block_sizes=block_sizes, interpret=interpret)
+
+
+def reference_attention(q, k, v, mask: np.ndarray | jax.Array, *, causal: bool) -> jax.Array:
+    """The plain einsum-softmax-einsum the implementations are tested against (float32 softmax)."""
+    batch, seq, heads, head_dim = q.shape
+    kv_heads = k.shape[2]
+    group = heads // kv_heads
+    if causal:
+        keys = k.shape[1]
+        mask = mask & (jnp.arange(keys)[None, :] <= jnp.arange(seq)[:, None])[None, None]
+    grouped = q.reshape(batch, seq, kv_heads, group, head_dim)
+    scores = jnp.einsum("bskgd,btkd->bkgst", grouped, k, preferred_element_type=jnp.float32) * head_dim**-0.5
+    scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+    out = jnp.einsum("bkgst,btkd->bskgd", probs, v, preferred_element_type=jnp.float32)
+    return out.reshape(batch, seq, heads, head_dim).astype(q.dtype)
