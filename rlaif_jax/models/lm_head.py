@@ -3,8 +3,8 @@
 A loss needs, per position, log π(target), sometimes the entropy of π and whether the target is the argmax; none
 needs the logits themselves. `chunked_head_stats` runs the head over `num_chunks` slices of the vocabulary in a
 `lax.scan` and keeps an online log-sum-exp (the running max, the rescaled sum of exponentials, and for the entropy
-the rescaled sum of p·logit). The scan body is rematerialised, so the backward pass recomputes each chunk's logits
-instead of storing them: peak memory holds `[batch, seq, vocab / num_chunks]` logits and one slice of the head.
+the rescaled sum of p·(logit - max)). The scan body is rematerialised, so the backward pass recomputes each chunk's
+logits instead of storing them: peak memory holds `[batch, seq, vocab / num_chunks]` logits and one slice of the head.
 
 Chunks are strided (chunk i holds vocabulary ids i, i + k, i + 2k, ...), so a head sharded along the vocabulary
 (the `tensor` mesh axis) is sliced locally on every shard, and an FSDP-sharded head is all-gathered one slice at a
@@ -88,14 +88,17 @@ def chunked_head_stats(
         return logits
 
     def body(carry, index):
+        # Sums are kept relative to the running max (as log_softmax does): exact shifts keep large logits precise.
         running_max, total, weighted, target_logit = carry
         logits = chunk_logits(index)
         new_max = jax.lax.stop_gradient(jnp.maximum(running_max, jnp.max(logits, axis=-1)))
         rescale = jnp.exp(running_max - new_max)
-        exps = jnp.exp(logits - new_max[..., None])
+        shifted = logits - new_max[..., None]
+        exps = jnp.exp(shifted)
+        if with_entropy:  # Σ exp(l - m)·(l - m), moved from the old max to the new one
+            moved = jnp.where(total > 0, weighted + (running_max - new_max) * total, 0.0)
+            weighted = rescale * moved + jnp.sum(exps * jnp.where(exps > 0, shifted, 0.0), axis=-1)
         total = total * rescale + jnp.sum(exps, axis=-1)
-        if with_entropy:
-            weighted = weighted * rescale + jnp.sum(exps * jnp.where(exps > 0, logits, 0.0), axis=-1)
         hit = (columns == target_column[..., None]) & (target_chunk == index)[..., None]
         target_logit = target_logit + jnp.sum(jnp.where(hit, logits, 0.0), axis=-1)
         return (new_max, total, weighted, target_logit), None
@@ -108,11 +111,11 @@ def chunked_head_stats(
     else:
         carry, _ = jax.lax.scan(jax.checkpoint(body), init, jnp.arange(num_chunks, dtype=jnp.int32))
     running_max, total, weighted, target_logit = carry
-    log_normalizer = running_max + jnp.log(total)
+    log_total = jnp.log(total)
     stats = {
-        "logprobs": target_logit - log_normalizer,
+        "logprobs": (target_logit - running_max) - log_total,  # log_softmax's order of operations
         "is_argmax": target_logit >= running_max,
     }
-    if with_entropy:
-        stats["entropy"] = log_normalizer - weighted / total
+    if with_entropy:  # H = log Σ exp(l - m) - E[l - m]
+        stats["entropy"] = log_total - weighted / total
     return stats

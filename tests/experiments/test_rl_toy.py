@@ -38,10 +38,12 @@ def test_every_method_raises_toy_gold_reward_at_bounded_kl(tmp_path, record_diff
         mean_gap = max(r["sampler_gap_mean"] for r in rows)
         assert record_diff(f"{run_name}: mean |sampler - trainer log p|", mean_gap, 1e-6) <= 1e-6
         # f32 on CPU: the sampler's own log-probs equal the trainer's recomputation to float rounding. The worst
-        # single token over 120 iterations measured 6e-6..1.16e-5 (issue #13's goal is 1e-5: open, see
-        # experiments/results/rl_toy.md); the bound catches a real mismatch (temperature, positions: >= 1e-2).
-        gap = record_diff(f"{run_name}: max |sampler - trainer log p|", max(r["sampler_gap_max"] for r in rows), 2e-5)
-        assert gap <= 2e-5
+        # single token over 120 iterations measured 5e-6..1.16e-5 with the einsum attention, 5e-6..5.8e-5 (DAPO, the
+        # most peaked policy) since attention runs through jax.nn.dot_product_attention (issue #13's goal is 1e-5:
+        # open, see experiments/results/rl_toy.md); the bound catches a real mismatch (temperature, positions:
+        # >= 1e-2), and the mean above stays below 1e-6.
+        gap = record_diff(f"{run_name}: max |sampler - trainer log p|", max(r["sampler_gap_max"] for r in rows), 1e-4)
+        assert gap <= 1e-4
         assert rows[-1]["compiles"] == rows[1]["compiles"]  # fixed shapes: nothing compiles after the first iterations
     dapo = [json.loads(line) for line in (tmp_path / "dapo" / "metrics.jsonl").read_text().splitlines()]
     assert max(row["groups_dropped"] for row in dapo) > 0  # late rollouts have all-correct groups: dropped

@@ -131,7 +131,7 @@ def test_ai_judge_end_to_end_and_swap_symmetry(tmp_path, monkeypatch):
     labeler's own debiased preference, and swapping A and B gives P'(A first) = 1 - P(A second), win rate 1 - w."""
     built = {}
     build = job.build_model
-    monkeypatch.setattr(job, "build_model", lambda cfg, *a: built.setdefault(cfg.to_json(), build(cfg, *a)))
+    monkeypatch.setattr(job, "build_model", lambda cfg, *a, **kw: built.setdefault(cfg.to_json(), build(cfg, *a, **kw)))
     config = load_config("tiny")
     config.num_prompts = 4
     config.eval.num_resamples = 0
