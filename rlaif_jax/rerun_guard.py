@@ -17,6 +17,8 @@ from typing import Any
 
 from absl import logging
 
+from rlaif_jax.models.config import RUNTIME_DEFAULTS
+
 # Dotted keys (from the job config's root) whose change continues a run instead of starting another one.
 EXTENDING_KEYS = frozenset(
     {
@@ -37,7 +39,7 @@ EXTENDING_KEYS = frozenset(
 # How a model runs, not what it computes (float rounding aside, as for the mesh), at any depth of a config (a chain
 # stage's `model`, online_rl's `sft.model`, win_rate's `policy_a.model`), with the value that runs as before the
 # key existed: a change continues the run, and an old run's config without the key is the same run.
-LAYOUT_KEYS = {"model.remat": "none", "model.attention": "auto", "model.vocab_chunk_size": 16384}
+LAYOUT_KEYS = {f"model.{name}": RUNTIME_DEFAULTS[name] for name in ("remat", "attention", "vocab_chunk_size")}
 # List-valued keys that may grow at the end (earlier entries' outputs stay valid).
 APPENDABLE_KEYS = frozenset({"prompts"})
 

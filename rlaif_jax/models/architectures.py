@@ -73,8 +73,18 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 }
 
 
+RANDOM_PREFIX = "random:"  # a model name 'random:llama3_1b': a random initialisation of a known architecture
+
+
+def is_random(name: str) -> bool:
+    """Whether the model name `name` asks for a random initialisation ('random:ARCH')."""
+    return name.startswith(RANDOM_PREFIX)
+
+
 def random_config(name: str, **overrides) -> ModelConfig:
-    """The ModelConfig of architecture `name` (a key of ARCHITECTURES) with `overrides` (dtype, remat, ...)."""
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture 'random:{name}'; known: {sorted(ARCHITECTURES)}")
-    return from_hf_dict(ARCHITECTURES[name], **overrides)
+    """The ModelConfig of the model name 'random:ARCH' (ARCH a key of ARCHITECTURES) with `overrides` (dtype,
+    remat, ...)."""
+    arch = name[len(RANDOM_PREFIX) :]
+    if not is_random(name) or arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; known: {sorted(ARCHITECTURES)} (as 'random:ARCH')")
+    return from_hf_dict(ARCHITECTURES[arch], **overrides)

@@ -45,12 +45,11 @@ def attend(
     if implementation not in ("xla", "cudnn", "splash"):
         raise ValueError(f"attention={implementation!r}; expected 'auto', 'xla', 'cudnn' or 'splash'")
     seq, keys = q.shape[1], k.shape[1]
-    unsupported = {
-        "splash": None
-        if causal and seq % SPLASH_BLOCK == 0
-        else f"a KV-cache step or a length not divisible by {SPLASH_BLOCK} ({seq} queries)",
-        "cudnn": None if not causal or seq % 2 == 0 else f"an odd length ({seq}) with a mask",
-    }.get(implementation)
+    unsupported = None
+    if implementation == "splash" and not (causal and seq % SPLASH_BLOCK == 0):
+        unsupported = f"a KV-cache step or a length not divisible by {SPLASH_BLOCK} ({seq} queries)"
+    elif implementation == "cudnn" and causal and seq % 2:
+        unsupported = f"an odd length ({seq}) with a mask"
     if unsupported:
         _warn_once(f"attention={implementation!r} cannot run {unsupported}; XLA attention runs it")
         implementation = "xla"

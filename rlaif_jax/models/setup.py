@@ -4,19 +4,7 @@ from __future__ import annotations
 
 from rlaif_jax import models, sharding
 from rlaif_jax.models.byte_tokenizer import byte_tokenizer
-from rlaif_jax.models.config import ModelConfig
-
-# config.model fields that set how the model runs rather than what it is, with the defaults of configs written
-# before they existed (a stage's recorded config.json re-runs as it ran).
-RUNTIME_DEFAULTS = dict(
-    dtype="float32",
-    param_dtype="",  # '' = dtype
-    remat="none",
-    attention="auto",
-    vocab_chunk_size=ModelConfig.vocab_chunk_size,
-    scan_layers=True,
-    scalar_head=False,
-)
+from rlaif_jax.models.config import RUNTIME_DEFAULTS
 
 
 def runtime_options(model_config) -> dict:

@@ -75,8 +75,8 @@ def model_config_of(config) -> ModelConfig:
     name = config.model.name
     if name == "tiny":
         return ModelConfig(**dict(config.model.tiny), **options)
-    if name.startswith(loading.RANDOM_PREFIX):
-        return architectures.random_config(name[len(loading.RANDOM_PREFIX) :], **options)
+    if architectures.is_random(name):
+        return architectures.random_config(name, **options)
     path = os.path.join(os.path.expanduser(name), "config.json")
     if not os.path.exists(path):
         raise ValueError(
@@ -311,9 +311,8 @@ def materialize(plan: StepPlan, seed: int = 0) -> tuple[Any, dict[str, jax.Array
         return jax.tree.map(lambda struct: struct.sharding, tree)
 
     def init_state(key):
-        params = random_tree(plan.state["params"], key)
-        extra = {name: jnp.zeros(v.shape, v.dtype) for name, v in plan.state.items() if name not in _STATE_KEYS}
-        return {**init_train_state(params, plan.optimizer), **extra}
+        state = init_train_state(random_tree(plan.state["params"], key), plan.optimizer)
+        return {**state, **{name: jnp.zeros(v.shape, v.dtype) for name, v in plan.state.items() if name not in state}}
 
     keys = jax.random.split(jax.random.key(seed), 3)
     state = jax.jit(init_state, out_shardings=plan.state_shardings)(keys[0])
@@ -322,6 +321,3 @@ def materialize(plan: StepPlan, seed: int = 0) -> tuple[Any, dict[str, jax.Array
     if plan.frozen is not None:
         frozen = jax.jit(lambda key: random_tree(plan.frozen, key), out_shardings=shardings_of(plan.frozen))(keys[2])
     return state, batch, frozen
-
-
-_STATE_KEYS = ("step", "params", "opt_state", "nonfinite_steps")
