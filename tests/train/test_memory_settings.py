@@ -38,6 +38,8 @@ def test_bad_memory_settings_name_the_key():
         models.ModelConfig(attention="flash")
     with pytest.raises(ValueError, match="param_dtype='f32'"):
         models.ModelConfig(param_dtype="f32")
+    with pytest.raises(ValueError, match="vocab_chunk_size=-1"):
+        models.ModelConfig(vocab_chunk_size=-1)
 
 
 def _sft_losses(workdir, **model_fields):

@@ -67,6 +67,10 @@ def test_aot_memory_script_prints_one_json_line_last():
     record = json.loads(done.stdout.strip().splitlines()[-1])
     assert record["job"] == "preference" and record["mesh"] == {"data": 1, "fsdp": 2, "tensor": 2}
     assert record["remat"] == "full" and record["temp_bytes"] > 0 and record["peak_estimate_bytes"] > 0
+    bad = subprocess.run(
+        command[:3] + ["--mesh=fdsp=4"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert bad.returncode != 0 and "--mesh: 'fdsp=4' is not AXIS=N" in bad.stderr
 
 
 def test_a_batch_the_mesh_cannot_split_is_named_before_anything_compiles():
