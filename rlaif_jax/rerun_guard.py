@@ -211,20 +211,19 @@ def replace_workdir(workdir: str, now: datetime.datetime | None = None) -> str |
     """Moves a non-empty `workdir` to `WORKDIR.replaced-YYYYmmdd-HHMMSS` (a `-N` suffix if taken) so a run can
     start afresh there; returns the new name, or None when there was nothing to move.
 
-    Refused (ValueError) in a multi-process launch: every process would move the directory, racing the others'
-    fresh writes. Move the old workdir away before launching instead.
+    With several processes every one calls it; process 0 moves the directory (and alone returns its new name)
+    while the others wait, so none writes into the old run.
     """
-    if int(os.environ.get("JAX_NUM_PROCESSES", "1") or 1) > 1 or os.environ.get("SLURM_NTASKS", "1") not in ("", "1"):
-        raise ValueError(
-            f"--config.overwrite=True in a multi-process launch: move {workdir} away before starting the processes"
-        )
+    from rlaif_jax.workdir import one_writer
+
     workdir = os.path.abspath(workdir)
-    if not os.path.isdir(workdir) or not os.listdir(workdir):
-        return None
-    stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    target, suffix = f"{workdir}.replaced-{stamp}", 1
-    while os.path.exists(target):
-        suffix += 1
-        target = f"{workdir}.replaced-{stamp}-{suffix}"
-    os.rename(workdir, target)
-    return target
+    with one_writer(workdir + ".replaced") as writing:
+        if not writing or not os.path.isdir(workdir) or not os.listdir(workdir):
+            return None
+        stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+        target, suffix = f"{workdir}.replaced-{stamp}", 1
+        while os.path.exists(target):
+            suffix += 1
+            target = f"{workdir}.replaced-{stamp}-{suffix}"
+        os.rename(workdir, target)
+        return target

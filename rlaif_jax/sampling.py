@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlaif_jax import sharding
+from rlaif_jax import distributed, sharding
 from rlaif_jax.models.kv_cache import init_cache, repeat_rows
 from rlaif_jax.models.loading import LanguageModel, with_layer_layout
 from rlaif_jax.models.transformer import Transformer
@@ -274,8 +274,7 @@ def generate(
         rng = jnp.concatenate([prompt_rngs, jnp.repeat(prompt_rngs[:1], batch_bucket - batch)])
 
     inputs = (prompt_tokens, prompt_mask, row_is_padding)
-    if lm.mesh is not None:
-        inputs = tuple(sharding.place(x, sharding.batch_sharding(lm.mesh, x.shape, lm.rules)) for x in inputs)
+    inputs = sharding.place_batch(inputs, lm.mesh, lm.rules)
     with sharding.activate(lm.mesh, lm.rules):
         tokens, logprobs, sampling_logprobs, lengths = _generate_tokens(
             lm.module,
@@ -295,8 +294,9 @@ def generate(
             use_top_p=top_p < 1.0,
         )
     rows = batch * num_samples
-    tokens = np.asarray(tokens)[:rows, :max_new_tokens]
-    lengths = np.asarray(lengths)[:rows]
+    tokens, logprobs, sampling_logprobs, lengths = distributed.to_host((tokens, logprobs, sampling_logprobs, lengths))
+    tokens = tokens[:rows, :max_new_tokens]
+    lengths = lengths[:rows]
     texts = None
     if lm.tokenizer is not None:
         texts = lm.tokenizer.batch_decode(
@@ -304,8 +304,8 @@ def generate(
         )
     return GenerationOutput(
         tokens=tokens,
-        logprobs=np.asarray(logprobs)[:rows, :max_new_tokens],
-        sampling_logprobs=np.asarray(sampling_logprobs)[:rows, :max_new_tokens],
+        logprobs=logprobs[:rows, :max_new_tokens],
+        sampling_logprobs=sampling_logprobs[:rows, :max_new_tokens],
         lengths=lengths,
         texts=texts,
     )

@@ -6,6 +6,7 @@ Modules name axes logically (`embed`, `mlp`, `vocab`, ...); only this file and t
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -182,31 +183,25 @@ def place(host_tree: Any, shardings: Any | None) -> Any:
     return jax.tree.map(put, host_tree, shardings)
 
 
-def maybe_initialize_distributed() -> None:
-    """Calls `jax.distributed.initialize()` when launched on several hosts (cluster env vars set), else nothing.
+def place_batch(host_tree: Any, mesh: Mesh | None, rules=None) -> Any:
+    """Puts a tree of host `[batch, ...]` arrays (the same on every process) onto `mesh`, batch-split where the
+    data-parallel size divides it (`batch_sharding`); each process copies only the rows its devices hold. Without a
+    mesh the tree is returned as it is (jit places it)."""
+    if mesh is None:
+        return host_tree
+    return jax.tree.map(lambda x: place(x, batch_sharding(mesh, np.shape(x), rules)), host_tree)
 
-    Besides the clusters JAX detects itself (SLURM, Open MPI, TPU pods), a launch by hand sets
-    JAX_COORDINATOR_ADDRESS (e.g. 127.0.0.1:PORT), JAX_NUM_PROCESSES and JAX_PROCESS_ID. CPU processes talk
-    through gloo (JAX's CPU default has no cross-process collectives).
-    """
-    import os
 
-    multi_host_markers = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "OMPI_COMM_WORLD_SIZE")
-    if not any(os.environ.get(marker) for marker in multi_host_markers):
-        return
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    explicit = {}
-    if all(os.environ.get(name) for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")):
-        explicit = dict(
-            coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
-            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-            process_id=int(os.environ["JAX_PROCESS_ID"]),
-        )
-    try:
-        jax.distributed.initialize(**explicit)
-    except RuntimeError as error:  # already initialised, or a single-host SLURM job
-        if "already" not in str(error).lower():
-            raise
+def take_rows(tree: Any, rows: np.ndarray, mesh: Mesh | None, rules=None) -> Any:
+    """Rows `rows` of every `[n, ...]` array of `tree` (device or host), as device arrays split over the
+    data-parallel axes (a minibatch gathered on device, from arrays that may be sharded across processes)."""
+    out = None if mesh is None else NamedSharding(mesh, PartitionSpec(batch_axes(rules)))
+    return _take_rows(out)(tree, np.asarray(rows, np.int32))
+
+
+@functools.cache
+def _take_rows(out_sharding):
+    return jax.jit(lambda tree, rows: jax.tree.map(lambda x: x[rows], tree), out_shardings=out_sharding)
 
 
 def data_parallel_size(mesh: Mesh, rules=None) -> int:

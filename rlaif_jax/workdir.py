@@ -1,4 +1,9 @@
-"""The run directory of one experiment: config.json, metrics.jsonl, tensorboard/."""
+"""The run directory of one experiment: config.json, metrics.jsonl, tensorboard/.
+
+With several processes, process 0 alone writes (`distributed.is_writer`); every process calls the same writers,
+which wait for all of them before and after the write (`distributed.barrier`), so every process sees the same files
+at the same point of the job: a file one checks for cannot appear until every process has checked.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import jax
 import ml_collections
 import numpy as np
+
+from rlaif_jax import distributed
 
 if TYPE_CHECKING:
     from typing import Self
@@ -66,7 +73,9 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, *, guard: bool
             return path
         if guard:
             rerun_guard.check_workdir(json.loads(text), workdir)
-        os.rename(path, f"{path}.prev-{_next_prev_index(workdir)}")
+        with one_writer(path + ".prev") as writing:
+            if writing:
+                os.rename(path, f"{path}.prev-{_next_prev_index(workdir)}")
     os.makedirs(workdir, exist_ok=True)
     write_text_atomic(path, text)
     return path
@@ -87,6 +96,16 @@ os.umask(_UMASK)  # ... and put it back
 
 
 @contextlib.contextmanager
+def one_writer(path: str):
+    """Every process enters it together. Yields whether this process writes `path` (process 0), between two
+    barriers every process joins: no process still deciding from the old file when it changes, none reading
+    before it is written."""
+    distributed.barrier(f"before writing {path}")
+    yield distributed.is_writer()
+    distributed.barrier(f"after writing {path}")
+
+
+@contextlib.contextmanager
 def _replacing(path: str):
     """Yields (fd, name) of a uniquely named temp file beside `path`; renames it over `path` when the block ends,
     deletes it if the block raised."""
@@ -104,7 +123,15 @@ def _replacing(path: str):
 def write_atomic(path: str, write_to: Callable[[BinaryIO], Any]) -> None:
     """Writes a file with `write_to(binary_file)` so that a reader (or a run killed mid-write) sees the old `path`
     or the new one, never a part: a uniquely named temp file in the same directory, fsync, then rename over `path`.
-    Every output of the library (text, JSONL, .npz, .png, .safetensors) is written through it."""
+    Every output of the library (text, JSONL, .npz, .png, .safetensors) is written through it; with several
+    processes every one calls it and process 0 writes (`write_to` runs there only)."""
+    with one_writer(path) as writing:
+        if writing:
+            _write_atomic_here(path, write_to)
+
+
+def _write_atomic_here(path: str, write_to: Callable[[BinaryIO], Any]) -> None:
+    """`write_atomic` in this process alone (no barriers): for a writer already inside `_one_writer`."""
     with _replacing(path) as (fd, _), os.fdopen(fd, "wb") as f:
         write_to(f)
         f.flush()
@@ -114,14 +141,17 @@ def write_atomic(path: str, write_to: Callable[[BinaryIO], Any]) -> None:
 def write_path_atomic(path: str, write_to_path: Callable[[str], Any]) -> None:
     """`write_atomic` for writers that take a file name (safetensors' `save_file`): `write_to_path(temp_name)`
     writes the whole temp file, which is then fsynced and renamed over `path`."""
-    with _replacing(path) as (fd, tmp):
-        os.close(fd)
-        write_to_path(tmp)
-        sync_fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(sync_fd)
-        finally:
-            os.close(sync_fd)
+    with one_writer(path) as writing:
+        if not writing:
+            return
+        with _replacing(path) as (fd, tmp):
+            os.close(fd)
+            write_to_path(tmp)
+            sync_fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(sync_fd)
+            finally:
+                os.close(sync_fd)
 
 
 def write_text_atomic(path: str, text: str) -> None:
@@ -168,7 +198,8 @@ def truncate_metrics(workdir: str, step: int) -> None:
     if not os.path.exists(path):
         return
     kept = [r for r in _parse_metrics(path) if r["step"] <= step]
-    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+    text = "".join(json.dumps(r) + "\n" for r in kept)
+    _write_atomic_here(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def _to_scalar(key: str, value: Scalar) -> int | float:
@@ -194,17 +225,22 @@ class MetricsWriter:
 
     Use as a context manager or call `close()`. With `resume_step=k` the lines a
     crashed run wrote after step k are dropped first (and hidden in TensorBoard), so
-    a rerun from the checkpoint at step k does not duplicate steps.
+    a rerun from the checkpoint at step k does not duplicate steps. With several
+    processes only process 0 writes; the others check their metrics the same way.
     """
 
     def __init__(self, workdir: str, *, tensorboard: bool = True, resume_step: int | None = None):
         """Opens both writers, creating `workdir`; `resume_step` truncates as above."""
         os.makedirs(workdir, exist_ok=True)
         self.path = os.path.join(workdir, METRICS_FILE)
-        if resume_step is not None:
-            truncate_metrics(workdir, resume_step)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        self._tb = None
+        self._closed = False
+        self._file = self._tb = None
+        with one_writer(self.path) as writing:
+            if not writing:
+                return
+            if resume_step is not None:
+                truncate_metrics(workdir, resume_step)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         if tensorboard:
             from tensorboardX import SummaryWriter
 
@@ -217,12 +253,14 @@ class MetricsWriter:
         Each metric must be a python number or an array of shape (); anything else
         raises a ValueError naming the key and its shape.
         """
-        if self._file.closed:
+        if self._closed:
             raise ValueError(f"{self.path}: write() after close()")
         if "step" in metrics:
             raise ValueError(f"{self.path}: 'step' is reserved; pass it as the step argument")
         record: dict[str, int | float] = {"step": _to_step(step)}
         record.update((str(k), _to_scalar(str(k), v)) for k, v in metrics.items())
+        if self._file is None:  # not the writing process
+            return
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if self._tb is not None:
@@ -232,7 +270,9 @@ class MetricsWriter:
 
     def close(self) -> None:
         """Flushes and closes both writers; calling it again is a no-op."""
-        self._file.close()
+        self._closed = True
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
             self._tb = None

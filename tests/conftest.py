@@ -45,7 +45,30 @@ LLAMA3_ROPE = {
     "high_freq_factor": 4.0,
     "original_max_position_embeddings": 64,
 }
-TINY_VARIANTS = ("llama_tied", "llama_untied", "llama3_rope", "qwen2_bias")
+TINY_VARIANTS = (
+    "llama_tied",
+    "llama_untied",
+    "llama3_rope",
+    "qwen2_bias",
+    "qwen3_qk_norm",
+    "mistral_window",
+    "gemma3",
+)
+# The tiny Gemma 3: sliding (window 8) and full layers alternating, with their own RoPE thetas, linear RoPE scaling
+# on the full layers, an attention scale unlike head_dim's and a final soft-cap.
+GEMMA3_TINY = dict(
+    head_dim=8,
+    num_hidden_layers=3,
+    layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+    sliding_window=8,
+    query_pre_attn_scalar=12,
+    final_logit_softcapping=5.0,
+    rope_parameters={
+        "sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+        "full_attention": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
+    },
+)
+MISTRAL_WINDOW = 8  # the tiny Mistral's sliding window: well inside the tests' sequences
 
 
 _MEASURED: list[tuple[str, str, float, str, float]] = []  # (test, quantity, measured, "<=" or ">", bound)
@@ -159,7 +182,9 @@ def tiny_hf_llama(tmp_path_factory):
 
     Builds a random 2-layer, width-32 HF model (4 heads of 8, 2 KV heads, vocab 128), saves it with
     `save_pretrained` (safetensors, no tokenizer) and returns the directory and the float32 eval-mode torch model.
-    Variants: llama_tied, llama_untied, llama3_rope (Llama-3 RoPE scaling, tied), qwen2_bias (Qwen2, q/k/v bias).
+    Variants: llama_tied, llama_untied, llama3_rope (Llama-3 RoPE scaling, tied), qwen2_bias (Qwen2, q/k/v bias),
+    qwen3_qk_norm (Qwen3: RMSNorm on each query / key head, untied), mistral_window (Mistral, sliding window 8),
+    gemma3 (Gemma 3 text, 3 layers: GEMMA3_TINY).
     """
     import torch
     import transformers
@@ -173,6 +198,15 @@ def tiny_hf_llama(tmp_path_factory):
             kwargs["tie_word_embeddings"] = False
             kwargs.update(overrides)
             model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**kwargs))
+        elif variant == "qwen3_qk_norm":
+            kwargs.update(tie_word_embeddings=False, head_dim=8, **overrides)
+            model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**kwargs))
+        elif variant == "gemma3":
+            kwargs.update(GEMMA3_TINY, **overrides)
+            model = transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(**kwargs))
+        elif variant == "mistral_window":
+            kwargs.update(head_dim=8, sliding_window=MISTRAL_WINDOW, **overrides)
+            model = transformers.MistralForCausalLM(transformers.MistralConfig(**kwargs))
         else:
             kwargs["head_dim"] = 8
             if variant == "llama3_rope":

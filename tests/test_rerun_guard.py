@@ -118,15 +118,6 @@ def test_a_nested_jobs_cadence_and_pause_extend_it_but_its_num_steps_changes_the
     assert rerun_guard.changed_keys(old, new) == [("sft.train.num_steps", 10, 20)]
 
 
-def test_overwrite_is_refused_in_a_multi_process_launch(tmp_path, monkeypatch):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "x").write_text("")
-    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
-    with pytest.raises(ValueError, match="multi-process launch"):
-        rerun_guard.replace_workdir(str(tmp_path / "run"))
-    assert (tmp_path / "run" / "x").exists()
-
-
 def test_write_config_refuses_a_changed_run_and_writes_nothing(tmp_path):
     wd.write_config(_config(), str(tmp_path))
     before = (tmp_path / "config.json").read_bytes()

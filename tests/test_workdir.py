@@ -115,7 +115,8 @@ path = sys.argv[1]
 rows = open(path).read().splitlines(keepends=True) if os.path.exists(path) else []
 for i in range(len(rows), len(rows) + 100000):
     rows.append('{{"row": %d, "pad": "%s"}}\\n' % (i, "x" * 200))
-    write_text_atomic(path, "".join(rows))
+    text = "".join(rows)
+    _write_atomic_here(path, lambda f: f.write(text.encode("utf-8")))
     print(i, flush=True)
 """
 
@@ -133,7 +134,7 @@ def test_kill_9_during_atomic_rewrites_never_loses_a_written_row(tmp_path):
 
     from rlaif_jax import workdir
 
-    helpers = (workdir._replacing, workdir.write_atomic, workdir.write_text_atomic)  # noqa: SLF001
+    helpers = (workdir._replacing, workdir._write_atomic_here)  # noqa: SLF001  (what process 0 runs)
     script = _WRITER.format(source="\n".join(inspect.getsource(helper) for helper in helpers))
     path = tmp_path / "rows.jsonl"
     rng = np.random.default_rng(0)

@@ -3,7 +3,8 @@
 transformers' own GGUF path (`AutoTokenizer.from_pretrained(dir, gguf_file=...)`) reads the file through a
 torch-only reader, so a machine without torch cannot use it. This module reads the same fields
 (`tokenizer.ggml.*`, `tokenizer.chat_template`) and builds the same fast tokenizer: a byte-level BPE for
-`tokenizer.ggml.model = 'gpt2'` (SmolLM2, Llama 3, Qwen2), with the file's control tokens as special tokens.
+`tokenizer.ggml.model = 'gpt2'` (SmolLM2, Llama 3, Qwen2), or Gemma's sentencepiece BPE with byte fallback for
+`'llama'` in a Gemma file, with the file's control tokens as special tokens.
 """
 
 from __future__ import annotations
@@ -39,15 +40,18 @@ _PRE_TOKENIZER_SPLITS = {
 # Not listed, as in transformers: llama.cpp's 'smollm'/'starcoder' also isolate each digit first. That differs from
 # GPT-2's regex only for a run of whitespace before a digit ('   2024'); we follow transformers' GGUF tokenizer.
 
-SUPPORTED_TOKENIZER_MODELS = ("gpt2",)
+SUPPORTED_TOKENIZER_MODELS = ("gpt2", "llama (in Gemma files)")
+_GEMMA_ARCHITECTURES = ("gemma", "gemma2", "gemma3")
 
 
 def read_tokenizer_metadata(path: str) -> dict[str, Any]:
-    """The `tokenizer.*` fields of the GGUF file at `path` (vocabulary, merges, token types, ids, chat template)."""
-    import gguf
+    """The `tokenizer.*` fields of the GGUF file at `path` (vocabulary, merges, token types, ids, chat template),
+    and `general.architecture`."""
+    from rlaif_jax.checkpoints.gguf import gguf_reader
 
-    reader = gguf.GGUFReader(path)
-    return {name: field.contents() for name, field in reader.fields.items() if name.startswith("tokenizer.")}
+    reader = gguf_reader(path)
+    wanted = lambda name: name.startswith("tokenizer.") or name == "general.architecture"  # noqa: E731
+    return {name: field.contents() for name, field in reader.fields.items() if wanted(name)}
 
 
 def tokenizer_from_gguf(path: str) -> transformers.PreTrainedTokenizerFast:
@@ -60,21 +64,27 @@ def tokenizer_from_gguf(path: str) -> transformers.PreTrainedTokenizerFast:
         raise FileNotFoundError(f"GGUF file not found: {path}")
     metadata = read_tokenizer_metadata(path)
     model_type = metadata.get("tokenizer.ggml.model")
-    if model_type not in SUPPORTED_TOKENIZER_MODELS:
+    sentencepiece = model_type == "llama" and metadata.get("general.architecture") in _GEMMA_ARCHITECTURES
+    if model_type != "gpt2" and not sentencepiece:
         raise ValueError(
-            f"{path}: tokenizer.ggml.model={model_type!r} is not supported; supported: {SUPPORTED_TOKENIZER_MODELS}"
+            f"{path}: tokenizer.ggml.model={model_type!r} (architecture {metadata.get('general.architecture')!r}) "
+            f"is not supported; supported: {SUPPORTED_TOKENIZER_MODELS}"
         )
     tokens = list(metadata["tokenizer.ggml.tokens"])
     token_types = list(metadata.get("tokenizer.ggml.token_type") or [0] * len(tokens))
-    backend = _byte_level_bpe(tokens, metadata, path)
-
-    alphabet = set(tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    if sentencepiece:
+        tokens = [_GEMMA_SPACE * len(t) if " " in t and not t.strip() else t for t in tokens]
+        backend = _gemma_sentencepiece_bpe(tokens)
+        alphabet = None  # every control token of a sentencepiece vocabulary is a real token
+    else:
+        backend = _byte_level_bpe(tokens, metadata, path)
+        alphabet = set(tokenizers.pre_tokenizers.ByteLevel.alphabet())
     # A control token spelled outside the byte alphabet is a llama.cpp mislabel of an ordinary token: adding it
     # as special would give it a second id (transformers skips these too).
     special = [
         tokenizers.AddedToken(token, normalized=False, special=True)
         for token, kind in zip(tokens, token_types)
-        if kind == _CONTROL and set(token) <= alphabet
+        if kind == _CONTROL and (alphabet is None or set(token) <= alphabet)
     ]
     user_defined = [
         tokenizers.AddedToken(token, normalized=False, special=False)
@@ -129,4 +139,34 @@ def _byte_level_bpe(tokens: list[str], metadata: dict[str, Any], path: str) -> t
     else:
         backend.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = tokenizers.decoders.ByteLevel()
+    return backend
+
+
+_GEMMA_SPACE = "\u2581"  # sentencepiece's visible space
+
+
+def _gemma_sentencepiece_bpe(tokens: list[str]) -> tokenizers.Tokenizer:
+    """Gemma's tokenizer (transformers' `GemmaTokenizer`): sentencepiece BPE with byte fallback, spaces written as
+    '▁'. A Gemma GGUF stores no merges; they are recovered from the vocabulary, ranked by position in the file
+    (Gemma's scores do not follow its merge order), as transformers' GGUF loader does."""
+    vocab = {token: index for index, token in enumerate(tokens)}
+    merges = []
+    for token, index in vocab.items():
+        pairs = [(token[:k], token[k:]) for k in range(1, len(token)) if token[:k] in vocab and token[k:] in vocab]
+        pairs.sort(key=lambda pair: (vocab[pair[0]], vocab[pair[1]]))
+        merges.extend((left, right, -index) for left, right in pairs)
+    merges.sort(key=lambda merge: (merge[2], len(merge[0]), len(merge[1])), reverse=True)
+    model = tokenizers.models.BPE(
+        vocab=vocab,
+        merges=[(left, right) for left, right, _ in merges],
+        unk_token="<unk>",
+        fuse_unk=True,
+        byte_fallback=True,
+    )
+    backend = tokenizers.Tokenizer(model)
+    backend.normalizer = tokenizers.normalizers.Replace(" ", _GEMMA_SPACE)
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.Split(" ", behavior="merged_with_previous")
+    backend.decoder = tokenizers.decoders.Sequence(
+        [tokenizers.decoders.Replace(_GEMMA_SPACE, " "), tokenizers.decoders.ByteFallback(), tokenizers.decoders.Fuse()]
+    )
     return backend

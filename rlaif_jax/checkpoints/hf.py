@@ -17,6 +17,19 @@ from rlaif_jax.models.config import ModelConfig
 _LAYER = "model.layers.{i}."
 
 
+def _norm_names(config: ModelConfig) -> dict[str, str]:
+    """Our per-layer norms -> HF's names. Llama's `post_attention_layernorm` is the pre-MLP norm; Gemma 3's is the
+    norm on the attention output, and its pre-MLP norm is `pre_feedforward_layernorm`."""
+    if not config.sandwich_norms:
+        return {"input_norm": "input_layernorm", "post_attention_norm": "post_attention_layernorm"}
+    return {
+        "input_norm": "input_layernorm",
+        "attention_output_norm": "post_attention_layernorm",
+        "post_attention_norm": "pre_feedforward_layernorm",
+        "mlp_output_norm": "post_feedforward_layernorm",
+    }
+
+
 def read_safetensors(directory: str) -> dict[str, np.ndarray]:
     """All tensors of the `*.safetensors` files in `directory` (sharded checkpoints included), as numpy arrays."""
     index_path = os.path.join(directory, "model.safetensors.index.json")
@@ -46,7 +59,7 @@ def _take(state: Mapping[str, np.ndarray], key: str, source: str) -> np.ndarray:
 def params_from_hf_state_dict(
     state: Mapping[str, np.ndarray], config: ModelConfig, *, source: str = "checkpoint"
 ) -> dict[str, Any]:
-    """Maps an HF Llama/Qwen2 state dict (torch layout, `[out, in]`) onto our parameter tree.
+    """Maps an HF Llama/Qwen2/Qwen3/Mistral/Gemma-3-text state dict (torch layout, `[out, in]`) onto our parameter tree.
 
     Per-layer tensors are stacked on a leading `[layers]` axis for the scanned decoder. Arrays stay on the host.
     """
@@ -76,6 +89,9 @@ def params_from_hf_state_dict(
     }
     if config.attention_bias:
         attention["qkv_bias"] = np.stack([fused_qkv(i, "bias") for i in layers])
+    if config.qk_norm:
+        attention["q_norm"] = {"scale": layer_stack("self_attn.q_norm.weight", lambda w: w)}
+        attention["k_norm"] = {"scale": layer_stack("self_attn.k_norm.weight", lambda w: w)}
     params = {
         "embedding": _take(state, "model.embed_tokens.weight", source),
         "layers": {
@@ -84,8 +100,7 @@ def params_from_hf_state_dict(
                 "gate_up_proj": np.stack([gate_up(i) for i in layers]),
                 "down_proj": layer_stack("mlp.down_proj.weight", np.transpose),
             },
-            "input_norm": {"scale": layer_stack("input_layernorm.weight", lambda w: w)},
-            "post_attention_norm": {"scale": layer_stack("post_attention_layernorm.weight", lambda w: w)},
+            **{ours: {"scale": layer_stack(f"{hf}.weight", lambda w: w)} for ours, hf in _norm_names(config).items()},
         },
         "final_norm": {"scale": _take(state, "model.norm.weight", source)},
     }
@@ -120,14 +135,16 @@ def hf_state_dict_from_params(params: Mapping[str, Any], config: ModelConfig) ->
         "mlp.gate_proj.weight": (gate_up[:, :, 0], np.transpose),
         "mlp.up_proj.weight": (gate_up[:, :, 1], np.transpose),
         "mlp.down_proj.weight": (layers["mlp"]["down_proj"], np.transpose),
-        "input_layernorm.weight": (layers["input_norm"]["scale"], lambda w: w),
-        "post_attention_layernorm.weight": (layers["post_attention_norm"]["scale"], lambda w: w),
+        **{f"{hf}.weight": (layers[ours]["scale"], lambda w: w) for ours, hf in _norm_names(config).items()},
     }
     if config.attention_bias:
         bias = np.asarray(layers["attention"]["qkv_bias"])
         per_layer["self_attn.q_proj.bias"] = (bias[:, :, :group], lambda b: b.reshape(-1))
         per_layer["self_attn.k_proj.bias"] = (bias[:, :, group], lambda b: b.reshape(-1))
         per_layer["self_attn.v_proj.bias"] = (bias[:, :, group + 1], lambda b: b.reshape(-1))
+    if config.qk_norm:
+        per_layer["self_attn.q_norm.weight"] = (layers["attention"]["q_norm"]["scale"], lambda w: w)
+        per_layer["self_attn.k_norm.weight"] = (layers["attention"]["k_norm"]["scale"], lambda w: w)
     for suffix, (stacked, convert) in per_layer.items():
         stacked = np.asarray(stacked)
         for i in range(config.num_layers):

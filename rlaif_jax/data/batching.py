@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 
@@ -22,3 +23,16 @@ def batch_indices(num_examples: int, batch_size: int, step: int, seed: int) -> n
 def gather(arrays: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
     """Rows `indices` of every array."""
     return {name: array[indices] for name, array in arrays.items()}
+
+
+def device_batch(arrays: dict[str, np.ndarray], indices: np.ndarray, shardings: dict) -> dict[str, jax.Array]:
+    """Rows `indices` of every array as one global device array per name, placed by `shardings[name]`: each process
+    copies only the rows (and columns) its own devices hold, so no host builds the whole batch."""
+
+    def build(array: np.ndarray, sharding) -> jax.Array:
+        def shard(index: tuple) -> np.ndarray:
+            return array[indices[index[0]]][(slice(None), *index[1:])]
+
+        return jax.make_array_from_callback((len(indices), *array.shape[1:]), sharding, shard)
+
+    return {name: build(array, shardings[name]) for name, array in arrays.items()}

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from rlaif_jax import distributed, sharding
 from rlaif_jax.losses.logprobs import response_logprobs
 from rlaif_jax.models.loading import LanguageModel
 from rlaif_jax.train import rollout as rollouts
@@ -54,7 +55,9 @@ def evaluate_policy(
         temperature=temperature,
         prompt_length=prompt_length,
     )
-    log_ratio = np.asarray(kl_fn(policy.params, reference_params, rollout.tokens, rollout.attention_mask))
+    tokens, mask = sharding.place_batch((rollout.tokens, rollout.attention_mask), policy.mesh, policy.rules)
+    with sharding.activate(policy.mesh, policy.rules):
+        log_ratio = distributed.to_host(kl_fn(policy.params, reference_params, tokens, mask))
     kl = np.where(rollout.response_mask, log_ratio, 0.0).sum(axis=1)
     return {
         "gold_reward": float(rollout.scores.mean()),

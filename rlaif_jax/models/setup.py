@@ -15,8 +15,7 @@ def runtime_options(model_config) -> dict:
 
 
 def build_mesh(config):
-    """The mesh of `config.mesh`, after joining the other hosts when launched on several."""
-    sharding.maybe_initialize_distributed()
+    """The mesh of `config.mesh` (over every process's devices once `distributed.initialize` has run)."""
     return sharding.mesh_from_config(config.mesh)
 
 

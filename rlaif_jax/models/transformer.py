@@ -1,4 +1,6 @@
-"""A Llama-family decoder in Flax linen: RMSNorm, RoPE, GQA attention over an explicit KV cache, SwiGLU.
+"""A Llama-family decoder in Flax linen: RMSNorm, RoPE, GQA attention over an explicit KV cache, SwiGLU; with the
+variations of Qwen2 (q/k/v bias), Qwen3 (QK-norm), Mistral (sliding window) and Gemma 3 (sliding and full layers
+with their own RoPE, (1 + w) and sandwich norms, GeGLU, scaled embeddings, query_pre_attn_scalar, logit soft-cap).
 
 Layers are one `nn.scan` over a stacked parameter tree (leading `layers` axis), so compile time does not grow with
 depth. Every parameter carries logical axis names; `rlaif_jax.sharding` maps them onto a mesh. Matmuls accumulate
@@ -60,28 +62,35 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm computed in float32; `[..., hidden] -> [..., hidden]`."""
+    """Root-mean-square norm computed in float32 over the last axis, of size `features` (0 = hidden_size):
+    `[..., features] -> [..., features]`."""
 
     config: ModelConfig
+    features: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         dtype = parse_dtype(self.config.dtype)
+        plus_one = self.config.norm_plus_one  # Gemma: (1 + w) in float32, w starting at 0
         scale = self.param(
             "scale",
-            nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
-            (self.config.hidden_size,),
+            nn.with_logical_partitioning(nn.initializers.zeros if plus_one else nn.initializers.ones, ("norm",)),
+            (self.features or self.config.hidden_size,),
             parse_dtype(self.config.param_dtype),
         )
         x32 = x.astype(jnp.float32)
         normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.config.rms_norm_eps)
+        if plus_one:
+            return (normed * (1.0 + scale.astype(jnp.float32))).astype(dtype)
         return scale.astype(dtype) * normed.astype(dtype)
 
 
 class Attention(nn.Module):
-    """Grouped-query self-attention with RoPE, reading and writing one layer of a stacked KV cache."""
+    """Grouped-query self-attention with RoPE, reading and writing one layer of a stacked KV cache.
+    `layer_index`: the layer's number when it is not scanned (a scanned layer reads it from the carry)."""
 
     config: ModelConfig
+    layer_index: int | None = None
 
     def _projection(self, name: str, shape: tuple, axes: tuple) -> jax.Array:
         return self.param(
@@ -109,7 +118,8 @@ class Attention(nn.Module):
     ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
         """x: [batch, seq, hidden]; mask: bool [batch, 1, 1, keys] (which keys are real; causal by position)
         without a cache, bool [batch, 1, seq, keys] (the whole mask) with one; cache_k/v: [layers, batch,
-        cache_len, kv_heads, head_dim] or None. Returns (out, cache_k, cache_v)."""
+        cache_len, kv_heads, head_dim] or None; layer: this layer's slot in the cache. Returns (out, cache_k,
+        cache_v)."""
         cfg = self.config
         dtype = parse_dtype(cfg.dtype)
         d, h, kvh, hd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
@@ -122,7 +132,19 @@ class Attention(nn.Module):
         batch, seq = x.shape[:2]
         q = qkv[:, :, :, :group].reshape(batch, seq, h, hd)  # query head kv * group + g, as in HF's repeat_kv
         k, v = qkv[:, :, :, group], qkv[:, :, :, group + 1]  # [batch, seq, kv_heads, head_dim]
+        if cfg.qk_norm:
+            q = RMSNorm(cfg, features=hd, name="q_norm")(q)
+            k = RMSNorm(cfg, features=hd, name="k_norm")(k)
+        sliding_layers = cfg.sliding_layers
+        mixed = len(set(sliding_layers)) > 1  # Gemma 3: which kind this layer is, known at run time in a scan
+        number = layer if self.layer_index is None else self.layer_index
+        sliding = jnp.asarray(sliding_layers)[number] if mixed else sliding_layers[0]
         inv_freq = rope_inverse_frequencies(hd, cfg.rope_theta, cfg.rope_llama3_scaling)
+        if cfg.rope_linear_factor is not None:
+            inv_freq = inv_freq / np.float32(cfg.rope_linear_factor)
+        if cfg.rope_local_theta is not None and any(sliding_layers):
+            local = rope_inverse_frequencies(hd, cfg.rope_local_theta)
+            inv_freq = jnp.where(sliding, local, inv_freq) if mixed else local
         q = apply_rope(q, positions, inv_freq)
         k = apply_rope(k, positions, inv_freq)
         q = nn.with_logical_constraint(q, ("activation_batch", "activation_length", "activation_heads", None))
@@ -135,14 +157,28 @@ class Attention(nn.Module):
             k = jax.lax.dynamic_index_in_dim(cache_k, layer, axis=0, keepdims=False).astype(dtype)
             v = jax.lax.dynamic_index_in_dim(cache_v, layer, axis=0, keepdims=False).astype(dtype)
 
-        out = attend(q, k, v, mask, causal=cache_k is None, implementation=cfg.attention)
+        causal, window = cache_k is None, None
+        if any(sliding_layers):
+            query_slots = cache_index + jnp.arange(seq)
+            key_slots = jnp.arange(k.shape[1])
+            in_window = key_slots[None, :] > query_slots[:, None] - cfg.sliding_window  # [seq, keys]
+            if causal and not mixed:
+                window = cfg.sliding_window  # every layer slides: the kernels' own window
+            else:  # the whole mask, with this layer's window when it slides
+                if causal:
+                    mask = mask & (key_slots[None, :] <= query_slots[:, None])[None, None]
+                    causal = False
+                mask = mask & (jnp.logical_or(in_window, jnp.logical_not(sliding)) if mixed else in_window)[None, None]
+        scale = (cfg.query_pre_attn_scalar or hd) ** -0.5
+        out = attend(q, k, v, mask, causal=causal, implementation=cfg.attention, window=window, scale=scale)
         out = out.astype(dtype)
         wo = self._projection("o_proj", (h, hd, d), ("q_heads", "head_dim", "embed"))
         return _matmul("bshk,hkd->bsd", out, wo, dtype), cache_k, cache_v
 
 
 class MLP(nn.Module):
-    """SwiGLU feed-forward: down(silu(gate(x)) * up(x)); `[batch, seq, hidden] -> [batch, seq, hidden]`."""
+    """Gated feed-forward: down(act(gate(x)) * up(x)), act silu (SwiGLU) or tanh-GELU (GeGLU);
+    `[batch, seq, hidden] -> [batch, seq, hidden]`."""
 
     config: ModelConfig
 
@@ -157,25 +193,32 @@ class MLP(nn.Module):
 
         gate_up = _matmul("bsd,dcf->bscf", x, kernel("gate_up_proj", (d, 2, f), ("embed", None, "mlp")), dtype)
         gate, up = gate_up[:, :, 0], gate_up[:, :, 1]
-        hidden = nn.with_logical_constraint(
-            jax.nn.silu(gate) * up, ("activation_batch", "activation_length", "activation_mlp")
-        )
+        activated = jax.nn.silu(gate) if cfg.activation == "silu" else jax.nn.gelu(gate, approximate=True)
+        hidden = nn.with_logical_constraint(activated * up, ("activation_batch", "activation_length", "activation_mlp"))
         return _matmul("bsf,fd->bsd", hidden, kernel("down_proj", (f, d), ("mlp", "embed")), dtype)
 
 
 class DecoderBlock(nn.Module):
-    """Pre-norm residual block; a scan body whose carry is (hidden, cache_k, cache_v, layer index)."""
+    """Pre-norm residual block (with `sandwich_norms`, the attention and MLP outputs are normed too); a scan body whose
+    carry is (hidden, cache_k, cache_v, layer index). `layer_index`: the layer's number when not scanned."""
 
     config: ModelConfig
+    layer_index: int | None = None
 
     @nn.compact
     def __call__(self, carry, positions, mask, cache_index):
+        cfg = self.config
         x, cache_k, cache_v, layer = carry
-        attention_out, cache_k, cache_v = Attention(self.config, name="attention")(
-            RMSNorm(self.config, name="input_norm")(x), positions, mask, cache_k, cache_v, layer, cache_index
+        attention_out, cache_k, cache_v = Attention(cfg, layer_index=self.layer_index, name="attention")(
+            RMSNorm(cfg, name="input_norm")(x), positions, mask, cache_k, cache_v, layer, cache_index
         )
+        if cfg.sandwich_norms:
+            attention_out = RMSNorm(cfg, name="attention_output_norm")(attention_out)
         x = x + attention_out
-        x = x + MLP(self.config, name="mlp")(RMSNorm(self.config, name="post_attention_norm")(x))
+        mlp_out = MLP(cfg, name="mlp")(RMSNorm(cfg, name="post_attention_norm")(x))
+        if cfg.sandwich_norms:
+            mlp_out = RMSNorm(cfg, name="mlp_output_norm")(mlp_out)
+        x = x + mlp_out
         x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
         return (x, cache_k, cache_v, layer + 1), None
 
@@ -222,7 +265,7 @@ class Transformer(nn.Module):
         if cfg.scan_layers:
             self.layers = scanned(cfg, name="layers")
         else:
-            self.blocks = [block(cfg, name=f"layers_{i}") for i in range(cfg.num_layers)]
+            self.blocks = [block(cfg, layer_index=i, name=f"layers_{i}") for i in range(cfg.num_layers)]
         self.final_norm = RMSNorm(cfg)
         if not cfg.tie_word_embeddings:
             self.lm_head = self.param(
@@ -259,9 +302,12 @@ class Transformer(nn.Module):
             mask = key_valid[:, None, None, :]
         else:  # queries sit at slots cache_index.. of the cache: the whole mask
             query_slots = cache_index + jnp.arange(seq)
-            mask = ((jnp.arange(num_keys)[None, :] <= query_slots[:, None])[None] & key_valid[:, None, :])[:, None]
+            visible = jnp.arange(num_keys)[None, :] <= query_slots[:, None]  # sliding windows: in Attention
+            mask = (visible[None] & key_valid[:, None, :])[:, None]
 
         x = jnp.take(self.embedding, tokens, axis=0).astype(dtype)
+        if cfg.embedding_scale:
+            x = x * jnp.asarray(cfg.hidden_size**0.5, dtype)
         x = nn.with_logical_constraint(x, ("activation_batch", "activation_length", "activation_embed"))
         first_layer = jnp.zeros((), jnp.int32)
         if self.config.scan_layers:
@@ -288,7 +334,13 @@ class Transformer(nn.Module):
             logits = jnp.einsum("bsd,vd->bsv", hidden, self.embedding.astype(dtype), preferred_element_type=jnp.float32)
         else:
             logits = jnp.einsum("bsd,dv->bsv", hidden, self.lm_head.astype(dtype), preferred_element_type=jnp.float32)
-        return nn.with_logical_constraint(logits, ("activation_batch", "activation_length", "activation_vocab"))
+        return self._softcap(
+            nn.with_logical_constraint(logits, ("activation_batch", "activation_length", "activation_vocab"))
+        )
+
+    def _softcap(self, logits: jax.Array) -> jax.Array:
+        cap = self.config.final_logit_softcap
+        return logits if cap is None else cap * jnp.tanh(logits / cap)
 
     def __call__(self, tokens, positions=None, attention_mask=None) -> jax.Array:
         """tokens: int [batch, seq]; positions: int [batch, seq] (default from the mask); attention_mask: [batch, seq]
@@ -337,8 +389,8 @@ class Transformer(nn.Module):
             chunk_size=self.config.vocab_chunk_size,
             temperature=temperature,
             with_entropy=with_entropy,
-            constrain=lambda logits: nn.with_logical_constraint(
-                logits, ("activation_batch", "activation_length", "activation_vocab")
+            constrain=lambda logits: self._softcap(
+                nn.with_logical_constraint(logits, ("activation_batch", "activation_length", "activation_vocab"))
             ),
         )
 

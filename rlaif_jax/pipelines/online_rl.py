@@ -40,9 +40,9 @@ def ptx_batches(rl, tokenizer, seed: int):
     return pretraining.ptx_sampler(pretraining.corpus_windows(tokenizer, documents, max_length), seed)
 
 
-def build_task(config, tokenizer) -> rl_loop.RLTask:
-    """The RL task of `config.rl`: its prompts (encoded, checked against `max_prompt_length`), reward, gold judge
-    and PPO-ptx rows."""
+def build_task(config, tokenizer, mesh=None, rules=None) -> rl_loop.RLTask:
+    """The RL task of `config.rl`: its prompts (encoded, checked against `max_prompt_length`), reward (a reward
+    model placed on `mesh`), gold judge and PPO-ptx rows."""
     rl = config.rl
     prompt_data.check_source(rl.prompts, "config.rl.prompts")
 
@@ -58,7 +58,11 @@ def build_task(config, tokenizer) -> rl_loop.RLTask:
     train_prompts = prompt_data.load_prompts(rl.prompts, "train", config.seed)
     eval_prompts = prompt_data.load_prompts(rl.prompts, "held_out", config.seed, rl.eval_prompts)
     reward_fn = make_reward_fn(
-        rl.reward, max_length=rl.max_prompt_length + rl.max_new_tokens + 1, use_chat_template=rl.use_chat_template
+        rl.reward,
+        max_length=rl.max_prompt_length + rl.max_new_tokens + 1,
+        use_chat_template=rl.use_chat_template,
+        mesh=mesh,
+        rules=rules,
     )
     return rl_loop.RLTask(
         train_prompts=train_prompts,
@@ -79,7 +83,7 @@ def run(config, workdir: str) -> dict:
     mesh = build_mesh(config)
     rules = sharding.normalize_rules(config.mesh.rules)
     policy = initial_policy(config, workdir, mesh, rules)
-    task = build_task(config, policy.tokenizer)
+    task = build_task(config, policy.tokenizer, mesh, rules)
     value_init = None
     if config.rl.value_init:  # InstructGPT §3.5: the value function starts from the reward model
         value_model = config.model.copy_and_resolve_references()

@@ -19,7 +19,7 @@ import os
 import jax
 import numpy as np
 
-from rlaif_jax import sampling, sharding
+from rlaif_jax import distributed, sampling, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.data import preferences, sampled_pairs
 from rlaif_jax.data import prompts as prompt_data
@@ -226,9 +226,9 @@ def reference_logprobs(module, params, arrays, *, batch_size: int, mesh, rules) 
         for start in range(0, len(tokens), batch_size):
             rows = np.arange(start, start + batch_size)
             rows = np.where(rows < len(tokens), rows, 0)
-            batch = [jax.device_put(a[rows], placement) for a in (tokens, attention_mask, loss_mask)]
+            batch = [sharding.place(a[rows], placement) for a in (tokens, attention_mask, loss_mask)]
             with sharding.activate(mesh, rules):
-                values.append(np.asarray(jax.device_get(logps_fn(params, *batch))))
+                values.append(distributed.to_host(logps_fn(params, *batch)))
         results[f"reference_{side}_logps"] = np.concatenate(values)[: len(tokens)].astype(np.float32)
     return results
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rlaif_jax import models, sharding
+from rlaif_jax import distributed, models, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.data import hf_datasets, preferences
 from rlaif_jax.data.jsonl import read_jsonl
@@ -106,9 +106,9 @@ def make_scorer(module, mesh, rules, batch_size: int):
         for start in range(0, len(tokens), batch_size):
             rows = np.arange(start, start + batch_size)
             rows = np.where(rows < len(tokens), rows, 0)
-            batch = [jax.device_put(array[rows], placement) for array in (tokens, attention_mask)]
+            batch = [sharding.place(array[rows], placement) for array in (tokens, attention_mask)]
             with sharding.activate(mesh, rules):
-                rewards.append(np.asarray(jax.device_get(rewards_fn(params, *batch))))
+                rewards.append(distributed.to_host(rewards_fn(params, *batch)))
         return np.concatenate(rewards)[: len(tokens)]
 
     return score

@@ -16,12 +16,16 @@ RULE_REWARDS = ("format", "length:MAX_WORDS")
 _TERM = re.compile(r"^\s*(?:([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*)?(\S.*?)\s*$")
 
 
-def _single_reward(name: str, *, max_length: int, use_chat_template: bool, spec: str):
+def _single_reward(name: str, *, max_length: int, use_chat_template: bool, spec: str, mesh=None, rules=None):
     if name.startswith(D_RLAIF_PREFIX):
-        return load_d_rlaif_reward(name[len(D_RLAIF_PREFIX) :])
+        return load_d_rlaif_reward(name[len(D_RLAIF_PREFIX) :], mesh=mesh, rules=rules)
     if name.startswith(REWARD_MODEL_PREFIX):
         return RewardModelReward(
-            name[len(REWARD_MODEL_PREFIX) :], max_length=max_length, use_chat_template=use_chat_template
+            name[len(REWARD_MODEL_PREFIX) :],
+            max_length=max_length,
+            use_chat_template=use_chat_template,
+            mesh=mesh,
+            rules=rules,
         )
     if name == "format":
         return format_rewards
@@ -38,7 +42,7 @@ def _single_reward(name: str, *, max_length: int, use_chat_template: bool, spec:
     )
 
 
-def make_reward_fn(name: str, *, max_length: int, use_chat_template: bool):
+def make_reward_fn(name: str, *, max_length: int, use_chat_template: bool, mesh=None, rules=None):
     """The reward function `name` names. Returns `fn(prompts, completions) -> [n]`.
 
     One reward: a gold reward ('toy', 'sentiment', 'arithmetic'), 'reward_model:RM_WORKDIR' (a trained reward model
@@ -46,10 +50,13 @@ def make_reward_fn(name: str, *, max_length: int, use_chat_template: bool):
     feedback/d_rlaif.py), 'format' (1 for a reply ending 'Answer: <number>') or 'length:MAX_WORDS' (a penalty past
     MAX_WORDS words). A weighted sum of them: 'arithmetic + 0.1*format + 0.5*length:64' (terms split at '+', so a
     path inside a sum must not contain '+'); its `last_metrics` has each term's mean as 'reward/NAME'.
-    Raises ValueError naming the unknown term.
+    A reward model is placed on `mesh` (sharded by `rules`) when one is given. Raises ValueError naming the
+    unknown term.
     """
     if "+" not in name and "*" not in name:
-        return _single_reward(name, max_length=max_length, use_chat_template=use_chat_template, spec=name)
+        return _single_reward(
+            name, max_length=max_length, use_chat_template=use_chat_template, spec=name, mesh=mesh, rules=rules
+        )
     terms = []
     for part in name.split("+"):
         match = _TERM.match(part)
@@ -57,6 +64,8 @@ def make_reward_fn(name: str, *, max_length: int, use_chat_template: bool):
             raise ValueError(f"reward {name!r}: empty term in the sum (expected 'W1*NAME1 + W2*NAME2')")
         weight = float(match.group(1)) if match.group(1) else 1.0
         term = match.group(2)
-        fn = _single_reward(term, max_length=max_length, use_chat_template=use_chat_template, spec=name)
+        fn = _single_reward(
+            term, max_length=max_length, use_chat_template=use_chat_template, spec=name, mesh=mesh, rules=rules
+        )
         terms.append((weight, term, fn))
     return WeightedSum(terms)

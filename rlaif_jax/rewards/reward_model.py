@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from rlaif_jax import models
+from rlaif_jax import distributed, models, sharding
 from rlaif_jax.data.sft import tokenize_prompt_response
 from rlaif_jax.losses.reward_model import sequence_rewards
 
@@ -21,15 +21,27 @@ class RewardModelReward:
 
     `path` is that run's WORKDIR (its hf_model/ and reward_model.json are read) or an HF directory with a
     scalar_head.safetensors (bias 0). Rows are scored `batch_size` at a time, right-padded to `max_length`.
+    With a `mesh` the reward model is sharded by `rules` like the policy and scores rows split over the
+    data-parallel devices; the rewards come back to every process.
     """
 
-    def __init__(self, path: str, *, max_length: int, use_chat_template: bool, batch_size: int = 16):
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_length: int,
+        use_chat_template: bool,
+        batch_size: int = 16,
+        mesh=None,
+        rules=None,
+        dtype: str = "float32",
+    ):
         model_dir = os.path.join(path, "hf_model") if os.path.isdir(os.path.join(path, "hf_model")) else path
         if not os.path.exists(os.path.join(model_dir, "scalar_head.safetensors")):
             raise FileNotFoundError(f"{model_dir} has no scalar_head.safetensors: not a trained reward model")
         results_path = os.path.join(path, "reward_model.json")
         self.bias = json.load(open(results_path))["bias"] if os.path.exists(results_path) else 0.0
-        self.model = models.load(model_dir, scalar_head=True)
+        self.model = models.load(model_dir, scalar_head=True, mesh=mesh, rules=rules, dtype=dtype)
         self.max_length = max_length
         self.use_chat_template = use_chat_template
         self.batch_size = batch_size
@@ -48,5 +60,7 @@ class RewardModelReward:
         for start in range(0, len(rows), self.batch_size):
             rows_here = np.arange(start, start + self.batch_size)
             rows_here = np.where(rows_here < len(rows), rows_here, 0)  # one shape, one compile
-            scores.append(np.asarray(self._rewards(self.model.params, tokens[rows_here], mask[rows_here])))
+            batch = sharding.place_batch((tokens[rows_here], mask[rows_here]), self.model.mesh, self.model.rules)
+            with sharding.activate(self.model.mesh, self.model.rules):
+                scores.append(distributed.to_host(self._rewards(self.model.params, *batch)))
         return (np.concatenate(scores)[: len(rows)] - self.bias).astype(np.float32)

@@ -68,7 +68,11 @@ def _train_on_arrays(
     shardings = {
         name: sharding.batch_sharding(mesh, (train.batch_size, *a.shape[1:]), rules) for name, a in arrays.items()
     }
-    mask_names = [name for name in arrays if name.endswith("attention_mask")]
+    # Tokens per example (all attention masks): the logged tokens/s counts them without gathering any batch.
+    row_tokens = sum(
+        (arrays[name].reshape(num_examples, -1).sum(axis=1) for name in arrays if name.endswith("attention_mask")),
+        np.zeros(num_examples, np.int64),
+    )
     rng = jax.random.key(config.seed)
     last_metrics: dict = {}
     degenerate = DegenerateBatchWarnings()
@@ -77,10 +81,9 @@ def _train_on_arrays(
         tokens_since_log, log_start = 0, time.perf_counter()
         for step in tqdm(range(start_step, stop_step), initial=start_step, total=stop_step, desc=desc, unit="step"):
             indices = batching.batch_indices(num_examples, train.batch_size, step, config.data.seed)
-            host_batch = batching.gather(arrays, indices)
-            batch = {name: jax.device_put(array, shardings[name]) for name, array in host_batch.items()}
+            batch = batching.device_batch(arrays, indices, shardings)
             state, metrics = train_step(state, batch, rng)
-            tokens_since_log += sum(int(host_batch[name].sum()) for name in mask_names)
+            tokens_since_log += int(row_tokens[indices].sum())
             done = step + 1
             since_log.append((done, metrics["finite"], metrics["loss_count"]))
             if done % train.log_every == 0 or done == stop_step:

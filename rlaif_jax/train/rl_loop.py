@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rlaif_jax import models, monitoring, preemption, sharding
+from rlaif_jax import distributed, models, monitoring, preemption, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
 from rlaif_jax.data import batching
@@ -341,6 +341,7 @@ def train_policy(
         state_shardings=state_shardings,
     )
     score_fn = make_score_fn(rl, policy.module, value_module, prompt_length, score_group)
+    targets_fn = jax.jit(lambda *args: make_targets(rl, *args))
     kl_fn = policy_eval.make_kl_fn(policy.module, prompt_length, temperature=rl.eval_temperature)
     rng = jax.random.key(config.seed)
     evaluate = lambda current, eval_rng: (
@@ -401,53 +402,81 @@ def train_policy(
             )
             if not groups_share_prompts(rollout.tokens, prompt_length, score_group):
                 raise RuntimeError("rollout rows are not prompt-major: shared-prefix scoring would be wrong")
-            scored = score_fn(state["params"], reference_params, rollout.tokens, rollout.attention_mask)
-            ref_logprobs = scored["ref_logprobs"]
-            values = scored.get("values")
-            logprobs = scored["logprobs"] if "logprobs" in scored else rollout.sampling_logprobs
-            kl_coef = float(state["kl_coef"])
             truncated = rollouts.truncated_responses(rollout, policy.config.eos_token_ids)
+            train_mask, dropped_groups = update_mask(rl, rollout, truncated)
             scores = rollout.scores
             if rl.overlong_cache:  # DAPO's soft overlong punishment
                 penalty = grpo.overlong_penalty(
                     rollout.response_lengths, max_length=rl.max_new_tokens, cache_length=rl.overlong_cache
                 )
                 scores = scores + np.asarray(penalty)
-            targets = make_targets(rl, scores, rollout.response_mask, logprobs, ref_logprobs, values, kl_coef)
-            train_mask, dropped_groups = update_mask(rl, rollout, truncated)
-            arrays = {
-                "tokens": rollout.tokens,
-                "attention_mask": rollout.attention_mask,
-                "response_mask": train_mask,
-                "old_logprobs": np.asarray(logprobs),
-                **{name: np.asarray(value) for name, value in targets.items()},
-            }
-            if rl.tis_cap:
-                arrays["tis_weights"] = np.asarray(
-                    grpo.tis_weights(logprobs, rollout.sampling_logprobs, train_mask, cap=rl.tis_cap)
+            # From here on the rollout lives on the mesh, split by rows: scoring, targets and minibatches run there.
+            on_mesh = sharding.place_batch(
+                {
+                    "tokens": rollout.tokens,
+                    "attention_mask": rollout.attention_mask,
+                    "response_mask": rollout.response_mask,
+                    "train_mask": train_mask,
+                    "sampling_logprobs": rollout.sampling_logprobs,
+                    "scores": scores,
+                },
+                mesh,
+                rules,
+            )
+            with sharding.activate(mesh, rules):
+                scored = score_fn(state["params"], reference_params, on_mesh["tokens"], on_mesh["attention_mask"])
+                logprobs = scored["logprobs"] if "logprobs" in scored else on_mesh["sampling_logprobs"]
+                kl_coef = float(state["kl_coef"])
+                targets = targets_fn(
+                    on_mesh["scores"],
+                    on_mesh["response_mask"],
+                    logprobs,
+                    scored["ref_logprobs"],
+                    scored.get("values"),
+                    kl_coef,
                 )
+                arrays = {
+                    "tokens": on_mesh["tokens"],
+                    "attention_mask": on_mesh["attention_mask"],
+                    "response_mask": on_mesh["train_mask"],
+                    "old_logprobs": logprobs,
+                    **targets,
+                }
+                if rl.tis_cap:
+                    arrays["tis_weights"] = grpo.tis_weights(
+                        logprobs, on_mesh["sampling_logprobs"], on_mesh["train_mask"], cap=rl.tis_cap
+                    )
             if rl.algorithm == "ppo" and rl.ptx_coef > 0:
-                arrays.update(task.ptx_batch(rollout_size, iteration))
+                arrays.update(sharding.place_batch(task.ptx_batch(rollout_size, iteration), mesh, rules))
             train_metrics = []
             for epoch in range(rl.epochs):
                 order = minibatch_order(rollout_size, train_group, [config.seed, iteration, epoch])
                 for start in range(0, rollout_size, rl.minibatch_size):
-                    minibatch = rollouts.gather_rows(arrays, order[start : start + rl.minibatch_size])
+                    minibatch = sharding.take_rows(arrays, order[start : start + rl.minibatch_size], mesh, rules)
                     state, metrics = train_step(state, minibatch, rng, reference_params)
                     train_metrics.append(jax.device_get(metrics))
+            # What the host logs, gathered from every process in one place.
+            host = distributed.to_host(
+                {
+                    "logprobs": logprobs,
+                    "ref_logprobs": scored["ref_logprobs"],
+                    "entropy": scored.get("entropy"),
+                    "values": scored.get("values"),
+                    "returns": targets["returns"],
+                }
+            )
             mask = rollout.response_mask
-            log_ratio = np.where(mask, np.asarray(logprobs) - np.asarray(ref_logprobs), 0.0)
+            log_ratio = np.where(mask, host["logprobs"] - host["ref_logprobs"], 0.0)
             sequence_kl = log_ratio.sum(axis=1)
             if rl.adaptive_kl:
-                state["kl_coef"] = jnp.float32(
-                    ppo.adaptive_kl_update(
-                        kl_coef,
-                        float(sequence_kl.mean()),
-                        target=rl.kl_target,
-                        horizon=rl.kl_horizon,
-                        num_steps=rollout_size,
-                    )
+                new_kl_coef = ppo.adaptive_kl_update(
+                    kl_coef,
+                    float(sequence_kl.mean()),
+                    target=rl.kl_target,
+                    horizon=rl.kl_horizon,
+                    num_steps=rollout_size,
                 )
+                state["kl_coef"] = jax.device_put(np.float32(new_kl_coef), state_shardings["kl_coef"])
             degenerate.check_steps(
                 range(step_before + 1, step_before + 1 + len(train_metrics)),
                 [m["finite"] for m in train_metrics],
@@ -455,11 +484,11 @@ def train_policy(
             )
             logged = {name: float(np.mean([m[name] for m in train_metrics])) for name in train_metrics[0]}
             if "logprobs" in scored:  # with old_logprobs='sampler' there is no recomputation to compare
-                gap = np.where(mask, np.abs(np.asarray(logprobs) - rollout.sampling_logprobs), 0.0)
+                gap = np.where(mask, np.abs(host["logprobs"] - rollout.sampling_logprobs), 0.0)
                 logged.update(
                     sampler_gap_mean=float(gap.sum() / max(mask.sum(), 1)),
                     sampler_gap_max=float(gap.max()),
-                    entropy=float(np.where(mask, np.asarray(scored["entropy"]), 0.0).sum() / max(mask.sum(), 1)),
+                    entropy=float(np.where(mask, host["entropy"], 0.0).sum() / max(mask.sum(), 1)),
                 )
             logged["truncated_fraction"] = float(truncated.mean())
             if rl.algorithm in GROUP_ALGORITHMS:
@@ -480,7 +509,7 @@ def train_policy(
                 update_seconds=time.perf_counter() - start_time - rollout_seconds,  # log-probs, targets, steps
             )
             if rl.algorithm not in GROUP_ALGORITHMS:
-                logged["explained_variance"] = _explained_variance(rl, values, targets["returns"], mask)
+                logged["explained_variance"] = _explained_variance(rl, host["values"], host["returns"], mask)
             health_warnings(logged, previous_length, int(state["step"]))
             check_nonfinite(
                 float(state["nonfinite_steps"]),

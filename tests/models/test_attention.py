@@ -29,6 +29,23 @@ def test_xla_forward_pass_equals_the_einsum_reference(record_diff):
     assert diff <= 1e-5
 
 
+def test_sliding_window_equals_the_banded_einsum_and_differs_from_full_attention(record_diff):
+    q, k, v, valid = _qkv(seq=64)
+    key_mask = jnp.asarray(valid)[:, None, None, :]
+    got = attention.attend(q, k, v, key_mask, causal=True, implementation="xla", window=8)
+    want = attention.reference_attention(q, k, v, key_mask, causal=True, window=8)
+    diff = record_diff(
+        "windowed attention xla vs einsum max|Δ| (real rows)", jnp.max(jnp.abs((got - want)[valid])), 1e-5
+    )
+    assert diff <= 1e-5
+    full = attention.reference_attention(q, k, v, key_mask, causal=True)
+    assert jnp.max(jnp.abs((full - want)[valid])) > 1e-2
+    # Query i sees exactly keys i-7 .. i: one-hot values read back which keys were averaged.
+    eye = jnp.broadcast_to(jnp.eye(64, 16)[None, :, None, :], k.shape)
+    averaged = attention.reference_attention(q, k, eye, jnp.ones((2, 1, 1, 64), bool), causal=True, window=8)
+    assert bool(jnp.all(averaged[1, 12, 0, :5] == 0)) and bool(jnp.all(averaged[1, 12, 0, 5:13] > 0))
+
+
 def test_xla_cache_step_equals_the_einsum_reference(record_diff):
     # 3 new queries at slots 5..7 of a 12-slot cache: the mask is the caller's, whole.
     q, k, v, valid = _qkv(seq=3, keys=12)

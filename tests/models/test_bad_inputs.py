@@ -45,6 +45,39 @@ def test_unknown_architecture_config_only_names_it(tmp_path):
         models.load(str(tmp_path))
 
 
+def test_gguf_tensor_type_that_cannot_be_dequantised_names_tensor_and_type(smollm2_path, monkeypatch):
+    import gguf
+
+    real = gguf.dequantize
+
+    def refuse_q4_1(data, qtype):
+        if qtype.name == "Q4_1":
+            raise NotImplementedError(f"Dequantization for {qtype.name} is not yet implemented")
+        return real(data, qtype)
+
+    monkeypatch.setattr(gguf, "dequantize", refuse_q4_1)
+    with pytest.raises(ValueError, match=r"tensor '[\w.]+' has type Q4_1, which the gguf package cannot dequantise"):
+        models.load(smollm2_path)
+
+
+def test_multimodal_gemma3_config_is_refused_naming_the_text_model(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma3", "text_config": {}}))
+    with pytest.raises(ValueError, match=r"'gemma3' is the multimodal Gemma 3 .* 'gemma3_text'"):
+        models.load(str(tmp_path))
+
+
+def test_qwen_with_per_layer_sliding_windows_is_refused_by_name(tmp_path):
+    config = {"model_type": "qwen3", "use_sliding_window": True, "sliding_window": 64, "max_window_layers": 1}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"qwen3 with use_sliding_window=True .* not supported"):
+        models.load(str(tmp_path))
+
+
+def test_bad_sliding_window_is_refused():
+    with pytest.raises(ValueError, match=r"sliding_window=0; expected None \(off\) or >= 1"):
+        models.ModelConfig(model_type="mistral", sliding_window=0)
+
+
 @pytest.fixture(scope="module")
 def tiny_lm(make_tiny_lm):
     return make_tiny_lm(seed=0)

@@ -67,8 +67,11 @@ def test_smollm2_greedy_matches_hf_generate(smollm2, smollm2_hf, chat_prompt_ids
     assert np.all(ours.logprobs[ours.tokens != smollm2.config.pad_token_id] <= 0)
 
 
-def test_tiny_llama_greedy_matches_hf_generate(tiny_hf_llama):
-    path, hf_model = tiny_hf_llama("llama_untied", seed=5)
+@pytest.mark.parametrize("variant", ["llama_untied", "qwen3_qk_norm", "mistral_window", "gemma3"])
+def test_tiny_greedy_matches_hf_generate(variant, tiny_hf_llama):
+    """32 greedy tokens after prompts of 1 to 40 tokens, through our KV cache (and, for Mistral, its sliding window
+    of 8 over the cache; for Gemma 3, sliding and full layers) against HF's `generate`."""
+    path, hf_model = tiny_hf_llama(variant, seed=5)
     hf_model.generation_config.eos_token_id = None  # no EOS on either side: compare all 32 tokens
     hf_model.generation_config.pad_token_id = 0
     lm = models.load(path)

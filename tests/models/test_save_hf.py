@@ -18,6 +18,24 @@ TINY = {
     "llama_tied": dict(model_type="llama", tie_word_embeddings=True),
     "llama_untied": dict(model_type="llama", tie_word_embeddings=False),
     "qwen2_bias": dict(model_type="qwen2", tie_word_embeddings=False, attention_bias=True),
+    "qwen3_qk_norm": dict(model_type="qwen3", tie_word_embeddings=False, qk_norm=True),
+    "mistral_window": dict(model_type="mistral", tie_word_embeddings=True, sliding_window=6),
+    "gemma3": dict(
+        model_type="gemma3_text",
+        num_layers=3,
+        qk_norm=True,
+        sliding_window=6,
+        layer_types=("sliding_attention", "sliding_attention", "full_attention"),
+        rope_theta=1e6,
+        rope_local_theta=1e4,
+        rope_linear_factor=8.0,
+        query_pre_attn_scalar=16,
+        activation="gelu_tanh",
+        norm_plus_one=True,
+        sandwich_norms=True,
+        embedding_scale=True,
+        final_logit_softcap=30.0,
+    ),
 }
 
 
@@ -62,12 +80,15 @@ def test_tiny_round_trip(variant, tmp_path, record_diff):
     assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
 
     hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path)).float().eval()
-    expected_class = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}[lm.config.model_type]
+    expected_class = models.config.HF_ARCHITECTURES[lm.config.model_type]
     assert type(hf_model).__name__ == expected_class
     assert hf_model.config.tie_word_embeddings == lm.config.tie_word_embeddings
     ours = _logits(lm, TOKENS)
-    diff = record_diff("logits max|hf(saved) - ours|", np.abs(_hf_logits(hf_model, TOKENS) - ours).max(), 1e-5)
-    assert diff <= 1e-5
+    # Gemma's scaled embeddings and (1 + w) sandwich norms grow float32 rounding: HF's own float32 logits are 2.1e-5
+    # from its float64 ones on this model (ours 1.9e-5), so the two float32 results differ by up to twice that.
+    bound = 5e-5 if variant == "gemma3" else 1e-5
+    diff = record_diff("logits max|hf(saved) - ours|", np.abs(_hf_logits(hf_model, TOKENS) - ours).max(), bound)
+    assert diff <= bound
     assert np.abs(ours).max() > 1.0
 
     reloaded = models.load(str(tmp_path))
@@ -76,7 +97,9 @@ def test_tiny_round_trip(variant, tmp_path, record_diff):
     _assert_params_identical(reloaded.params, lm.params)
 
 
-@pytest.mark.parametrize("variant", ["llama_untied", "llama3_rope", "qwen2_bias"])
+@pytest.mark.parametrize(
+    "variant", ["llama_untied", "llama3_rope", "qwen2_bias", "qwen3_qk_norm", "mistral_window", "gemma3"]
+)
 def test_hf_checkpoint_survives_load_then_save(variant, tiny_hf_llama, tmp_path):
     """HF weights -> models.load -> save_hf gives back HF's state dict bit for bit (rope scaling included)."""
     source, hf_model = tiny_hf_llama(variant)

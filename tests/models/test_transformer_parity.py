@@ -1,4 +1,5 @@
-"""Our forward pass against transformers' on the same weights: tiny random Llama / Qwen2 and the real SmolLM2."""
+"""Our forward pass against transformers' on the same weights: tiny random Llama / Qwen2 / Qwen3 / Mistral and the
+real SmolLM2."""
 
 import jax
 import numpy as np
@@ -8,7 +9,7 @@ from rlaif_jax import models
 from rlaif_jax.models.loading import from_host_params, with_layer_layout
 from rlaif_jax.models.transformer import rope_inverse_frequencies
 
-TINY_VARIANTS = ("llama_tied", "llama_untied", "llama3_rope", "qwen2_bias")
+from conftest import MISTRAL_WINDOW, TINY_VARIANTS
 
 
 def _tokens(seed: int, batch: int = 2, seq: int = 96, vocab: int = 128) -> np.ndarray:
@@ -23,9 +24,11 @@ def _logits(lm, tokens) -> np.ndarray:
 def test_tiny_logits_match_hf(variant, tiny_hf_llama, torch_logits, record_diff):
     path, hf_model = tiny_hf_llama(variant)
     lm = models.load(path)
-    assert lm.config.tie_word_embeddings == (variant in ("llama_tied", "llama3_rope"))
+    assert lm.config.tie_word_embeddings == (variant in ("llama_tied", "llama3_rope", "mistral_window", "gemma3"))
     assert lm.config.attention_bias == (variant == "qwen2_bias")
     assert (lm.config.rope_llama3_scaling is not None) == (variant == "llama3_rope")
+    assert lm.config.qk_norm == (variant in ("qwen3_qk_norm", "gemma3"))
+    assert lm.config.sliding_window == {"mistral_window": MISTRAL_WINDOW, "gemma3": 8}.get(variant)
     tokens = _tokens(1)
     ours, ref = _logits(lm, tokens), torch_logits(hf_model, tokens)
     assert ours.dtype == np.float32 and ours.shape == (2, 96, 128)
@@ -172,3 +175,19 @@ def test_remat_changes_neither_logits_nor_gradients(remat, tiny_hf_llama, record
     )
     record_diff(f"grads max|remat={remat} - none|", worst, 1e-6)
     assert worst <= 1e-6
+
+
+def test_mistral_sliding_window_matters_and_matches_hf_with_left_padding(tiny_hf_llama, torch_logits, record_diff):
+    """The window changes the logits (so the parity above tests it), and left-padded rows match HF's masked ones."""
+    path, hf_model = tiny_hf_llama("mistral_window")
+    lm = models.load(path)
+    tokens = _tokens(2, seq=40)
+    mask = np.ones_like(tokens, bool)
+    mask[0, :13] = False  # row 0 is left-padded
+    windowless = lm.replace(module=models.Transformer(lm.config.replace(sliding_window=None)))
+    assert np.abs(_logits(windowless, tokens) - _logits(lm, tokens)).max() > 1e-2
+    ours = np.asarray(lm.module.apply({"params": lm.params}, tokens, attention_mask=mask))
+    ref = torch_logits(hf_model, tokens, attention_mask=mask)
+    diff = np.abs(ours - ref)[mask].max()  # padded positions' outputs are not used
+    record_diff("Mistral left-padded logits max|ours - hf|", diff, 1e-4)
+    assert diff <= 1e-4

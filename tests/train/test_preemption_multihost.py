@@ -13,8 +13,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # What each process runs: the loops' pattern (a step, then the agreed stop check), printing every step.
 WORKER = """
 import sys, time
-from rlaif_jax import preemption, sharding
-sharding.maybe_initialize_distributed()
+from rlaif_jax import distributed, preemption
+distributed.initialize()
 import jax
 with preemption.StopOnSignal() as stop:
     for step in range(1, 100000):

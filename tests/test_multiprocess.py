@@ -1,0 +1,109 @@
+"""Two real processes (one CPU device each, a loopback coordinator) run SFT, DPO and PPO at tiny size: the same
+per-step metrics as one process with two devices, one copy of every run-directory file, and a run stopped part-way
+(`train.stop_at_step`, as after a preemption) resumes to the same end."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMING_KEYS = ("tokens_per_s", "rollout_seconds", "update_seconds", "compile_seconds", "compiles")
+
+JOBS = {  # job -> (config, overrides, the step the first 2-process launch stops at)
+    "sft": ("configs/sft.py:tiny", ["--config.train.num_steps=40", "--config.export_hf=True"], 20),
+    "dpo": ("configs/dpo.py:tiny", ["--config.sft_first=False", "--config.train.log_every=2"], 6),
+    "ppo": (
+        "configs/ppo.py:tiny",
+        ["--config.train.num_steps=16", "--config.sft.train.num_steps=20", "--config.checkpoint.every_iterations=2"],
+        8,
+    ),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **extra)
+    env.pop("XLA_FLAGS", None)
+    for key in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        env.pop(key, None)
+    env.update(extra)
+    return env
+
+
+def _main(config: str, workdir: str, overrides: list[str]) -> list[str]:
+    return [sys.executable, "-m", "rlaif_jax.main", f"--config={config}", f"--workdir={workdir}", *overrides]
+
+
+def _run_one_process_two_devices(config, workdir, overrides):
+    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    done = subprocess.run(_main(config, workdir, overrides), cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def _run_two_processes(config, workdir, overrides):
+    port = _free_port()
+    processes = [
+        subprocess.Popen(
+            _main(config, workdir, overrides),
+            cwd=REPO,
+            env=_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [process.communicate(timeout=600) for process in processes]
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-4000:]
+
+
+def _metrics(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def _files(workdir):
+    """Every file of the run directory outside checkpoints/ and tensorboard/ (paths relative to it)."""
+    found = set()
+    for root, dirs, files in os.walk(workdir):
+        dirs[:] = [d for d in dirs if d not in ("checkpoints", "tensorboard")]
+        found.update(os.path.relpath(os.path.join(root, name), workdir) for name in files)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("job", sorted(JOBS))
+def test_two_processes_match_one_process_with_two_devices_and_resume(tmp_path, job):
+    config, overrides, stop_step = JOBS[job]
+    one, two = str(tmp_path / "one_process"), str(tmp_path / "two_processes")
+    _run_one_process_two_devices(config, one, overrides)
+    _run_two_processes(config, two, [*overrides, f"--config.train.stop_at_step={stop_step}"])
+    stopped = _metrics(os.path.join(two, "metrics.jsonl"))
+    assert stopped and stopped[-1]["step"] <= stop_step + 2
+    _run_two_processes(config, two, overrides)  # resumes from the checkpoint at the stop
+
+    # One copy of every file: the same files as the one-process run (plus the first launch's config), no temp files.
+    assert _files(two) == _files(one) | {"config.json.prev-1"}
+    for name in sorted(_files(one)):
+        if name.endswith("metrics.jsonl"):
+            expected, got = _metrics(os.path.join(one, name)), _metrics(os.path.join(two, name))
+            assert [r["step"] for r in got] == [r["step"] for r in expected], name  # no line written twice
+            for want, have in zip(expected, got):
+                for key, value in want.items():
+                    if key not in TIMING_KEYS:
+                        assert have[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (name, want["step"], key)
+        elif name.endswith((".json", ".jsonl", ".safetensors", ".npz")) and "tokenizer" not in name:
+            with open(os.path.join(one, name), "rb") as a, open(os.path.join(two, name), "rb") as b:
+                assert a.read() == b.read(), name
+    if job == "sft":
+        assert os.path.exists(os.path.join(two, "hf_model", "model.safetensors"))  # gathered from both processes
