@@ -8,6 +8,8 @@ OUT/device_profile.jsonl and a Markdown table OUT/device_profile.md):
   ceilings         bf16 matmul TFLOP/s (8192^3) and device-to-device copy bandwidth, measured here
   attention        cuDNN flash vs XLA attention (GQA, causal, left-padded keys): max |Δ| of output and gradients,
                    time of forward + backward at 4 x 2048 tokens
+  window_attention the same with a sliding window of 512 (Mistral, Gemma 3's local layers), both against the
+                   float32 banded einsum
   train:CFG:B:S    a config's train step (experiments/aot_memory.py's plan) at B sequences x S tokens on one
                    device: compile-time memory analysis, measured peak bytes in use, step time, tokens/s, and MFU
                    (analytic model FLOPs / step time / the measured bf16 matmul ceiling, and / 989 TFLOP/s)
@@ -37,6 +39,9 @@ SECTIONS = [  # in order of importance: a run cut short by its time limit keeps 
     "sample:llama3_1b:16",
     "train:configs/sft.py:llama3_1b:8:2048:vocab_chunk_size=0",
     "train:configs/sft.py:smollm2:16:1024:random",
+    "window_attention",
+    "train:configs/sft.py:smollm2:16:1024:random=gemma3_270m",
+    "sample:gemma3_270m:16",
 ]
 
 
@@ -149,8 +154,8 @@ def train(spec: str, matmul_tflops: float) -> dict:
     overrides = parts[4:]
     config = config_defaults.load_config_file(os.path.splitext(os.path.basename(config_path))[0], arg)
     for override in overrides:
-        if override == "random":  # a config naming a checkpoint: its architecture at random
-            config.model.name = "random:smollm2_135m"
+        if override.startswith("random"):  # a config naming a checkpoint: its architecture (or random=ARCH) at random
+            config.model.name = "random:" + (override.partition("=")[2] or "smollm2_135m")
             config.model.dtype, config.model.param_dtype = "bfloat16", "float32"
             continue
         name, value = override.split("=")
@@ -219,12 +224,52 @@ def sample(spec: str) -> dict:
     }
 
 
+def window_attention() -> dict:
+    """Causal attention with a sliding window of 512 over 4 x 2048 bf16 tokens (one left-padded row): XLA (its
+    `local_window_size`) and cuDNN (the band in its full mask) against the float32 banded einsum; forward + backward
+    times."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from rlaif_jax.models.attention import attend, reference_attention
+
+    batch, seq, heads, kv_heads, head_dim, window = 4, 2048, 8, 4, 128, 512
+    keys = jax.random.split(jax.random.key(2), 3)
+    q = jax.random.normal(keys[0], (batch, seq, heads, head_dim), jnp.bfloat16)
+    k = jax.random.normal(keys[1], (batch, seq, kv_heads, head_dim), jnp.bfloat16)
+    v = jax.random.normal(keys[2], (batch, seq, kv_heads, head_dim), jnp.bfloat16)
+    valid = np.ones((batch, seq), bool)
+    valid[1, : seq // 7] = False
+    key_mask = jnp.asarray(valid)[:, None, None, :]
+    f32 = lambda x: x.astype(jnp.float32)  # noqa: E731
+    want = np.asarray(reference_attention(f32(q), f32(k), f32(v), key_mask, causal=True, window=window))
+    result = {}
+    for name in ("xla", "cudnn"):
+
+        def loss(q, k, v, name=name):
+            out = attend(q, k, v, key_mask, causal=True, implementation=name, window=window)
+            return jnp.sum(jnp.where(jnp.asarray(valid)[..., None, None], f32(out), 0.0) ** 2), out
+
+        step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))
+        try:
+            (_, out), _ = step(q, k, v)
+            diff = np.abs(np.asarray(out, np.float32) - want)[valid]
+            result[f"{name}_max_abs_diff_vs_f32_einsum"] = float(diff.max())
+            result[f"{name}_fwd_bwd_ms"] = _median_seconds(lambda step=step: step(q, k, v), 10) * 1e3
+        except Exception as error:  # noqa: BLE001  (reported, not fatal)
+            result[f"{name}_error"] = f"{type(error).__name__}: {str(error)[:300]}"
+    return result
+
+
 def run_section(section: str, matmul_tflops: float) -> dict:
     kind, _, spec = section.partition(":")
     if kind == "ceilings":
         return ceilings()
     if kind == "attention":
         return attention()
+    if kind == "window_attention":
+        return window_attention()
     if kind == "train":
         return train(spec, matmul_tflops)
     if kind == "sample":

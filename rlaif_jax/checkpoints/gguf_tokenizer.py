@@ -67,8 +67,8 @@ def tokenizer_from_gguf(path: str) -> transformers.PreTrainedTokenizerFast:
     sentencepiece = model_type == "llama" and metadata.get("general.architecture") in _GEMMA_ARCHITECTURES
     if model_type != "gpt2" and not sentencepiece:
         raise ValueError(
-            f"{path}: tokenizer.ggml.model={model_type!r} (architecture {metadata.get('general.architecture')!r}) "
-            f"is not supported; supported: {SUPPORTED_TOKENIZER_MODELS}"
+            f"{path}: tokenizer.ggml.model={model_type!r} is not supported (architecture "
+            f"{metadata.get('general.architecture')!r}); supported: {SUPPORTED_TOKENIZER_MODELS}"
         )
     tokens = list(metadata["tokenizer.ggml.tokens"])
     token_types = list(metadata.get("tokenizer.ggml.token_type") or [0] * len(tokens))

@@ -70,6 +70,31 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         eos_token_id=2,
         pad_token_id=2,
     ),
+    # google/gemma-3-270m config.json (the sizes agree with the gemma3-270m GGUF's metadata)
+    "gemma3_270m": dict(
+        model_type="gemma3_text",
+        vocab_size=262144,
+        hidden_size=640,
+        intermediate_size=2048,
+        num_hidden_layers=18,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=256,
+        hidden_activation="gelu_pytorch_tanh",
+        rms_norm_eps=1e-6,
+        sliding_window=512,
+        layer_types=["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(18)],
+        rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+        },
+        query_pre_attn_scalar=256,
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        bos_token_id=2,
+        eos_token_id=1,
+        pad_token_id=0,
+    ),
 }
 
 

@@ -9,7 +9,17 @@ from rlaif_jax import models
 from rlaif_jax.models.loading import from_host_params, with_layer_layout
 from rlaif_jax.models.transformer import rope_inverse_frequencies
 
-from conftest import MISTRAL_WINDOW, TINY_VARIANTS
+# tests/conftest.py's tiny_hf_llama variants (a conftest is not importable by name: tests/feedback has one too).
+TINY_VARIANTS = (
+    "llama_tied",
+    "llama_untied",
+    "llama3_rope",
+    "qwen2_bias",
+    "qwen3_qk_norm",
+    "mistral_window",
+    "gemma3",
+)
+MISTRAL_WINDOW = 8
 
 
 def _tokens(seed: int, batch: int = 2, seq: int = 96, vocab: int = 128) -> np.ndarray:
