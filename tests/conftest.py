@@ -176,6 +176,39 @@ def _randomize(model, seed: int) -> None:
                 param.copy_(0.2 * noise)
 
 
+@pytest.fixture(params=TINY_VARIANTS)
+def tiny_variant(request) -> str:
+    """Each variant of `tiny_hf_llama` in turn (a test taking it runs once per family)."""
+    return request.param
+
+
+def hf_greedy(model, prompt: list[int], max_new_tokens: int, eos: int | None = None) -> list[int]:
+    """HF's greedy completion of one unpadded prompt (no EOS stop when `eos` is None), cut after its first `eos`."""
+    import torch
+
+    with torch.no_grad():
+        out = model.generate(
+            torch.tensor([prompt]),
+            attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            eos_token_id=eos,
+        )
+    completion = out[0, len(prompt) :].tolist()
+    if eos is not None and eos in completion:
+        completion = completion[: completion.index(eos) + 1]
+    return completion
+
+
+@pytest.fixture(scope="session")
+def hf_greedy_fn():
+    """`hf_greedy` (conftest modules are not importable by name from a test: tests/feedback has its own)."""
+    return hf_greedy
+
+
 @pytest.fixture
 def tiny_hf_llama(tmp_path_factory):
     """Factory: `tiny_hf_llama(variant="llama_tied", seed=0, **config_overrides) -> (directory, hf_model)`.

@@ -87,7 +87,16 @@ def test_two_processes_match_one_process_with_two_devices_and_resume(tmp_path, j
     config, overrides, stop_step = JOBS[job]
     one, two = str(tmp_path / "one_process"), str(tmp_path / "two_processes")
     _run_one_process_two_devices(config, one, overrides)
-    _run_two_processes(config, two, [*overrides, f"--config.train.stop_at_step={stop_step}"])
+    first_launch = [*overrides, f"--config.train.stop_at_step={stop_step}"]
+    if job == "sft":  # an old run in the way: --config.overwrite moves it aside once (process 0), then both start
+        os.makedirs(two)
+        with open(os.path.join(two, "old_run.txt"), "w") as f:
+            f.write("an earlier run\n")
+        first_launch.append("--config.overwrite=True")
+    _run_two_processes(config, two, first_launch)
+    if job == "sft":
+        moved = [name for name in os.listdir(tmp_path) if name.startswith("two_processes.replaced-")]
+        assert len(moved) == 1 and os.listdir(tmp_path / moved[0]) == ["old_run.txt"]
     stopped = _metrics(os.path.join(two, "metrics.jsonl"))
     assert stopped and stopped[-1]["step"] <= stop_step + 2
     _run_two_processes(config, two, overrides)  # resumes from the checkpoint at the stop

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from rlaif_jax import models, sampling
 
@@ -21,30 +20,12 @@ QUESTIONS = [  # varied lengths, so the batch is genuinely left-padded
 ]
 
 
-def _hf_greedy(model, prompt: list[int], max_new_tokens: int, eos: int | None) -> list[int]:
-    """HF's greedy completion of one unpadded prompt, cut after its first `eos` (if any)."""
-    with torch.no_grad():
-        out = model.generate(
-            torch.tensor([prompt]),
-            attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-        )
-    completion = out[0, len(prompt) :].tolist()
-    if eos is not None and eos in completion:
-        completion = completion[: completion.index(eos) + 1]
-    return completion
-
-
 def _ours_up_to_stop(out, row: int) -> list[int]:
     return out.tokens[row, : out.lengths[row]].tolist()
 
 
 @pytest.mark.slow
-def test_smollm2_greedy_matches_hf_generate(smollm2, smollm2_hf, chat_prompt_ids, record_diff):
+def test_smollm2_greedy_matches_hf_generate(smollm2, smollm2_hf, chat_prompt_ids, record_diff, hf_greedy_fn):
     prompts = [chat_prompt_ids(smollm2.tokenizer, question) for question in QUESTIONS]
     assert len({len(p) for p in prompts}) >= 6
     eos = smollm2.config.eos_token_ids[0]
@@ -53,7 +34,7 @@ def test_smollm2_greedy_matches_hf_generate(smollm2, smollm2_hf, chat_prompt_ids
     assert ours.tokens.shape == (len(prompts), NEW_TOKENS)
     mismatches, finished = [], 0
     for row, prompt in enumerate(prompts):
-        reference = _hf_greedy(smollm2_hf, prompt, NEW_TOKENS, eos)
+        reference = hf_greedy_fn(smollm2_hf, prompt, NEW_TOKENS, eos)
         mine = _ours_up_to_stop(ours, row)
         finished += reference[-1] == eos
         if mine != reference:
@@ -68,7 +49,7 @@ def test_smollm2_greedy_matches_hf_generate(smollm2, smollm2_hf, chat_prompt_ids
 
 
 @pytest.mark.parametrize("variant", ["llama_untied", "qwen3_qk_norm", "mistral_window", "gemma3"])
-def test_tiny_greedy_matches_hf_generate(variant, tiny_hf_llama):
+def test_tiny_greedy_matches_hf_generate(variant, tiny_hf_llama, hf_greedy_fn):
     """32 greedy tokens after prompts of 1 to 40 tokens, through our KV cache (and, for Mistral, its sliding window
     of 8 over the cache; for Gemma 3, sliding and full layers) against HF's `generate`."""
     path, hf_model = tiny_hf_llama(variant, seed=5)
@@ -82,7 +63,7 @@ def test_tiny_greedy_matches_hf_generate(variant, tiny_hf_llama):
     assert ours.texts is None
     np.testing.assert_array_equal(ours.lengths, NEW_TOKENS)
     for row, prompt in enumerate(prompts):
-        reference = _hf_greedy(hf_model, prompt, NEW_TOKENS, eos=None)
+        reference = hf_greedy_fn(hf_model, prompt, NEW_TOKENS)
         assert len(reference) == NEW_TOKENS
         assert ours.tokens[row].tolist() == reference, f"prompt {row} (length {len(prompt)})"
     assert len({tuple(row) for row in ours.tokens.tolist()}) == len(prompts)
