@@ -83,5 +83,5 @@ def test_a_batch_the_mesh_cannot_split_is_named_before_anything_compiles():
 def test_an_unknown_architecture_is_named():
     config = config_defaults.load_config_file("sft", "tiny")
     config.model.name = "random:llama9"
-    with pytest.raises(ValueError, match=r"unknown architecture 'random:llama9'; known: \['llama3_1b'"):
+    with pytest.raises(ValueError, match=r"unknown architecture 'random:llama9'; known: \[.*'llama3_1b'"):
         planning.model_config_of(config)
