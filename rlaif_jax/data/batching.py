@@ -20,11 +20,6 @@ def batch_indices(num_examples: int, batch_size: int, step: int, seed: int) -> n
     return np.array([permutations[int(epoch)][offset] for epoch, offset in zip(epochs, offsets)])
 
 
-def gather(arrays: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
-    """Rows `indices` of every array."""
-    return {name: array[indices] for name, array in arrays.items()}
-
-
 def device_batch(arrays: dict[str, np.ndarray], indices: np.ndarray, shardings: dict) -> dict[str, jax.Array]:
     """Rows `indices` of every array as one global device array per name, placed by `shardings[name]`: each process
     copies only the rows (and columns) its own devices hold, so no host builds the whole batch."""

@@ -221,12 +221,11 @@ def reference_logprobs(module, params, arrays, *, batch_size: int, mesh, rules) 
     results = {}
     for side in ("chosen", "rejected"):
         tokens, attention_mask, loss_mask = (arrays[f"{side}_{k}"] for k in ("tokens", "attention_mask", "loss_mask"))
-        placement = sharding.batch_sharding(mesh, (batch_size, tokens.shape[1]), rules)
         values = []
         for start in range(0, len(tokens), batch_size):
             rows = np.arange(start, start + batch_size)
             rows = np.where(rows < len(tokens), rows, 0)
-            batch = [sharding.place(a[rows], placement) for a in (tokens, attention_mask, loss_mask)]
+            batch = sharding.place_batch((tokens[rows], attention_mask[rows], loss_mask[rows]), mesh, rules)
             with sharding.activate(mesh, rules):
                 values.append(distributed.to_host(logps_fn(params, *batch)))
         results[f"reference_{side}_logps"] = np.concatenate(values)[: len(tokens)].astype(np.float32)

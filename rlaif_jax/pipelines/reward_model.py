@@ -101,12 +101,11 @@ def make_scorer(module, mesh, rules, batch_size: int):
     rewards_fn = jax.jit(lambda params, tokens, mask: rm_losses.sequence_rewards(module, params, tokens, mask))
 
     def score(params, tokens: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        placement = sharding.batch_sharding(mesh, (batch_size, tokens.shape[1]), rules)
         rewards = []
         for start in range(0, len(tokens), batch_size):
             rows = np.arange(start, start + batch_size)
             rows = np.where(rows < len(tokens), rows, 0)
-            batch = [sharding.place(array[rows], placement) for array in (tokens, attention_mask)]
+            batch = sharding.place_batch((tokens[rows], attention_mask[rows]), mesh, rules)
             with sharding.activate(mesh, rules):
                 rewards.append(distributed.to_host(rewards_fn(params, *batch)))
         return np.concatenate(rewards)[: len(tokens)]
