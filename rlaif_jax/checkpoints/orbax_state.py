@@ -53,6 +53,11 @@ class CheckpointManager:
             cleanup_tmp_directories=True,  # saves a killed run left unfinished
         )
         self._manager = _OrbaxManager(self.directory, options=options)
+        # Orbax deletes the unfinished saves in a background thread; wait, so that
+        # a listing right after opening never shows one (orbax 0.12 has no public call).
+        await_cleanup = getattr(self._manager, "_maybe_await_cleanup_tmp_directory", None)
+        if await_cleanup is not None:
+            await_cleanup()
 
     def save(self, step: int, state: PyTree, *, force: bool = False) -> bool:
         """Starts saving `state` (a pytree of jax/numpy arrays of any shapes) as `step`.

@@ -140,9 +140,21 @@ def test_no_preemption_query_in_single_process(tmp_path, monkeypatch):
         assert manager.latest_step() == 1
 
 
-def test_unfinished_save_dirs_are_deleted_when_a_manager_opens(tmp_path):
+def test_unfinished_save_dirs_are_deleted_when_a_manager_opens(tmp_path, monkeypatch):
     with orbax_state.CheckpointManager(str(tmp_path)) as manager:
         manager.save(1, {"w": jnp.ones(3)})
+    # Orbax cleans up in a background thread; under load it finished after the listing (a CI failure).
+    import asyncio
+
+    from orbax.checkpoint._src.path import temporary_paths
+
+    cleanup = temporary_paths.cleanup_temporary_paths
+
+    async def slow_cleanup(*args, **kwargs):
+        await asyncio.sleep(0.5)
+        return await cleanup(*args, **kwargs)
+
+    monkeypatch.setattr(temporary_paths, "cleanup_temporary_paths", slow_cleanup)
     directory = tmp_path / orbax_state.CHECKPOINT_DIR
     (directory / "2.orbax-checkpoint-tmp-1733300000").mkdir()  # a save killed mid-write
     (directory / "2.orbax-checkpoint-tmp-1733300000" / "partial").write_text("x")
