@@ -8,7 +8,10 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from rlaif_jax import models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING_KEYS = ("tokens_per_s", "rollout_seconds", "update_seconds", "compile_seconds", "compiles")
@@ -116,3 +119,55 @@ def test_two_processes_match_one_process_with_two_devices_and_resume(tmp_path, j
                 assert a.read() == b.read(), name
     if job == "sft":
         assert os.path.exists(os.path.join(two, "hf_model", "model.safetensors"))  # gathered from both processes
+
+
+_LOAD_CHILD = """
+import json, sys
+import numpy as np
+from rlaif_jax import distributed
+distributed.initialize()
+import jax
+from rlaif_jax import models, sharding
+from rlaif_jax.checkpoints import hf_slices
+read = []
+real = hf_slices.SafetensorsSource.read
+def spy(self, name, index):
+    block = real(self, name, index)
+    read.append(block.nbytes)
+    return block
+hf_slices.SafetensorsSource.read = spy
+lm = models.load(sys.argv[1], mesh=sharding.make_mesh(fsdp=-1))
+tokens = sharding.place_batch(np.arange(16, dtype=np.int32).reshape(2, 8) % 128, lm.mesh, lm.rules)
+logits = distributed.to_host(jax.jit(lambda p, t: lm.module.apply({"params": p}, t))(lm.params, tokens))
+print(json.dumps({"read_bytes": sum(read), "logits": np.asarray(logits).tolist()}))
+"""
+
+
+def test_two_processes_each_read_only_their_half_of_an_hf_checkpoint(tmp_path, tiny_hf_llama):
+    directory, hf_model = tiny_hf_llama("llama_untied")
+    total = sum(p.numel() * 4 for p in hf_model.state_dict().values())
+    port = _free_port()
+    command = [sys.executable, "-c", _LOAD_CHILD, directory]
+    processes = [
+        subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-4000:]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    lm = models.load(directory)
+    tokens = np.arange(16, dtype=np.int32).reshape(2, 8) % 128
+    expected = np.asarray(lm.module.apply({"params": lm.params}, tokens))
+    norms = sum(p.numel() * 4 for name, p in hf_model.state_dict().items() if "norm" in name)
+    for result in results:
+        np.testing.assert_allclose(np.asarray(result["logits"]), expected, atol=1e-5)
+        # Half of every split tensor, plus the replicated norms whole.
+        assert result["read_bytes"] == (total - norms) // 2 + norms, (result["read_bytes"], total)

@@ -15,6 +15,7 @@ import numpy as np
 
 from rlaif_jax import distributed, sharding
 from rlaif_jax.checkpoints import hf as hf_checkpoint
+from rlaif_jax.checkpoints import hf_slices
 from rlaif_jax.models import architectures
 from rlaif_jax.models import config as model_config
 from rlaif_jax.models.config import ModelConfig, parse_dtype
@@ -68,6 +69,23 @@ def _on_unfit(strict: bool) -> str:
     return "error" if strict else "warn"
 
 
+def _check_matches(given_shapes: Any, config: ModelConfig) -> None:
+    """ValueError naming every parameter path whose shape (tree of shapes) differs from `config`'s architecture."""
+    expected = nn.unbox(abstract_params(config))
+    expected_paths = {jax.tree_util.keystr(p): leaf.shape for p, leaf in jax.tree_util.tree_leaves_with_path(expected)}
+    given_paths = {
+        jax.tree_util.keystr(p): tuple(shape)
+        for p, shape in jax.tree_util.tree_leaves_with_path(given_shapes, is_leaf=lambda x: isinstance(x, tuple))
+    }
+    if expected_paths != given_paths:
+        problems = sorted(
+            f"{path}: expected {expected_paths.get(path)}, got {given_paths.get(path)}"
+            for path in expected_paths.keys() | given_paths.keys()
+            if expected_paths.get(path) != given_paths.get(path)
+        )
+        raise ValueError("parameters do not match the architecture: " + "; ".join(problems[:8]))
+
+
 def from_host_params(
     host_params: Any, config: ModelConfig, *, tokenizer: Any = None, mesh=None, rules=None, strict: bool = False
 ) -> LanguageModel:
@@ -79,20 +97,55 @@ def from_host_params(
         host_params = stack_layers(host_params, config.num_layers)
     else:
         host_params = unstack_layers(host_params, config.num_layers)
-    expected = nn.unbox(abstract_params(config))
-    expected_paths = {jax.tree_util.keystr(p): leaf.shape for p, leaf in jax.tree_util.tree_leaves_with_path(expected)}
-    given_paths = {jax.tree_util.keystr(p): np.shape(x) for p, x in jax.tree_util.tree_leaves_with_path(host_params)}
-    if expected_paths != given_paths:
-        problems = sorted(
-            f"{path}: expected {expected_paths.get(path)}, got {given_paths.get(path)}"
-            for path in expected_paths.keys() | given_paths.keys()
-            if expected_paths.get(path) != given_paths.get(path)
-        )
-        raise ValueError("parameters do not match the architecture: " + "; ".join(problems[:8]))
+    _check_matches(jax.tree.map(np.shape, host_params), config)
     param_dtype = np.dtype(parse_dtype(config.param_dtype))
     host_params = jax.tree.map(lambda x: np.asarray(x).astype(param_dtype, copy=False), host_params)
     shardings = None if mesh is None else param_shardings(config, mesh, rules, _on_unfit(strict))
     params = sharding.place(host_params, shardings)
+    return LanguageModel(Transformer(config), params, tokenizer, config, mesh, rules)
+
+
+def from_tensor_source(
+    source: hf_slices.TensorSource,
+    config: ModelConfig,
+    *,
+    extra_params: dict[str, Any] | None = None,
+    tokenizer: Any = None,
+    mesh=None,
+    rules=None,
+    strict: bool = False,
+) -> LanguageModel:
+    """Reads an HF-layout checkpoint straight into its shards: each device's block of every parameter is read from
+    `source` (only that block, `hf_slices.lazy_params`), cast to `config.param_dtype` and put on its device before
+    the next is read, so a host reads only what its devices keep, holding one block at a time beside them.
+    `extra_params`: host arrays that are not in the checkpoint (a scalar head), placed the same way."""
+    rules = sharding.normalize_rules(rules)
+    lazy = hf_slices.lazy_params(source, config)
+    for key, tree in (extra_params or {}).items():
+        lazy[key] = jax.tree.map(
+            lambda a: hf_slices.LazyLeaf(np.shape(a), lambda index, a=a: np.asarray(a)[index]), tree
+        )
+    if not config.scan_layers:
+        lazy = hf_slices.unstacked(lazy, config.num_layers)
+    is_lazy = lambda x: isinstance(x, hf_slices.LazyLeaf)  # noqa: E731
+    _check_matches(jax.tree.map(lambda leaf: leaf.shape, lazy, is_leaf=is_lazy), config)
+    param_dtype = np.dtype(parse_dtype(config.param_dtype))
+    if mesh is None:
+        one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        shardings = jax.tree.map(lambda _: one_device, lazy, is_leaf=is_lazy)
+    else:
+        shardings = param_shardings(config, mesh, rules, _on_unfit(strict))
+
+    def place(leaf: hf_slices.LazyLeaf, leaf_sharding) -> jax.Array:
+        # One block at a time, each on its device before the next is read (`make_array_from_callback` would hold
+        # all of a leaf's blocks on the host at once: +1 whole leaf, 0.2 GiB for SmolLM2's stacked MLP).
+        blocks = [
+            jax.device_put(leaf.read(index).astype(param_dtype, copy=False), device)
+            for device, index in leaf_sharding.addressable_devices_indices_map(leaf.shape).items()
+        ]
+        return jax.make_array_from_single_device_arrays(leaf.shape, leaf_sharding, blocks)
+
+    params = jax.tree.map(place, lazy, shardings, is_leaf=is_lazy)
     return LanguageModel(Transformer(config), params, tokenizer, config, mesh, rules)
 
 
@@ -223,28 +276,29 @@ def load(
         directory = path
         with open(os.path.join(path, "config.json")) as f:
             hf_config = json.load(f)
-        state = None  # read only once the architecture is known to be supported
+        state = None  # the safetensors files, read block by block into each device's shard
     else:
         raise ValueError(f"{path}: expected an HF model directory or a .gguf file")
     try:
         config = model_config.from_hf_dict(hf_config, **overrides)
     except (KeyError, ValueError) as error:
         raise ValueError(f"{path}: {error}") from error
-    if state is None:
-        state = hf_checkpoint.read_safetensors(path)
-    host_params = hf_checkpoint.params_from_hf_state_dict(state, config, source=path)
+    source = hf_slices.SafetensorsSource(path) if state is None else hf_slices.StateDictSource(state, path)
+    extra_params = {}
     if scalar_head:
         head_path = os.path.join(directory, "scalar_head.safetensors")
         if os.path.exists(head_path) and gguf_file is None:
             with hf_checkpoint.safe_open(head_path, framework="numpy") as f:
-                host_params["scalar_head"] = {"kernel": f.get_tensor("kernel"), "bias": f.get_tensor("bias")}
+                extra_params["scalar_head"] = {"kernel": f.get_tensor("kernel"), "bias": f.get_tensor("bias")}
         else:
-            host_params["scalar_head"] = {
+            extra_params["scalar_head"] = {
                 "kernel": np.zeros(config.hidden_size, np.float32),
                 "bias": np.zeros((), np.float32),
             }
     tokenizer = _load_tokenizer(directory, gguf_file)
-    return from_host_params(host_params, config, tokenizer=tokenizer, mesh=mesh, rules=rules, strict=strict)
+    return from_tensor_source(
+        source, config, extra_params=extra_params, tokenizer=tokenizer, mesh=mesh, rules=rules, strict=strict
+    )
 
 
 def with_layer_layout(lm: LanguageModel, scan_layers: bool) -> LanguageModel:
