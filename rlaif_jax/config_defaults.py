@@ -39,7 +39,11 @@ def model(arg: str) -> ml_collections.ConfigDict:
             vocab_chunk_size=16384,  # LM-head columns per chunk of the losses' log-probs; 0 = the whole vocabulary
             scan_layers=True,  # stacked layers under nn.scan; False = one tree per layer
             scalar_head=False,  # add a value / reward head
-            seed=0,  # initialisation seed of the tiny model
+            seed=0,  # initialisation seed of the tiny model (and of LoRA adapters)
+            # LoRA (models/lora.py): rank 0 = off. Only the adapters (and a scalar head) train and are checkpointed;
+            # the reference policy is the base with adapters off; save_hf merges them into the weights. Dropout acts
+            # in SFT-style and reward-model training; DPO and RL compare passes, so there it is off (TRL's default).
+            lora=dict(rank=0, alpha=16.0, dropout=0.0, targets=("q", "k", "v", "o", "gate", "up", "down")),
             # Architecture of the random-init model (byte tokenizer, 259 ids); ignored unless name == 'tiny'.
             tiny=dict(
                 vocab_size=259,

@@ -156,10 +156,24 @@ def response_values(value_module, params, tokens: jax.Array, attention_mask: jax
     return scores[:, prompt_length - 1 : -1]
 
 
-def next_token_head(module, params, tokens: jax.Array, attention_mask: jax.Array) -> dict[str, jax.Array]:
+def dropout_rngs(rng: jax.Array | None) -> dict[str, jax.Array]:
+    """`apply(..., rngs=...)` of a training pass: LoRA dropout (`ModelConfig.lora_dropout`) draws from `rng`."""
+    return {} if rng is None else {"dropout": rng}
+
+
+def next_token_head(
+    module, params, tokens: jax.Array, attention_mask: jax.Array, dropout_rng: jax.Array | None = None
+) -> dict[str, jax.Array]:
     """log π(tokens[:, t + 1] | tokens[:, : t + 1]) for t < seq - 1 by the chunked LM head (no [batch, seq, vocab]
-    logits): {'logprobs', 'is_argmax'}, each [batch, seq - 1]. tokens, attention_mask: [batch, seq]."""
-    hidden = module.apply({"params": params}, tokens, attention_mask=attention_mask, method=module.hidden_states)
+    logits): {'logprobs', 'is_argmax'}, each [batch, seq - 1]. tokens, attention_mask: [batch, seq].
+    `dropout_rng`: a training pass (LoRA dropout on); None: deterministic."""
+    hidden = module.apply(
+        {"params": params},
+        tokens,
+        attention_mask=attention_mask,
+        method=module.hidden_states,
+        rngs=dropout_rngs(dropout_rng),
+    )
     return module.apply({"params": params}, hidden[:, :-1], tokens[:, 1:], method=module.head_logprobs)
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rlaif_jax.losses.logprobs import dropout_rngs
+
 
 def last_token_index(attention_mask: jax.Array) -> jax.Array:
     """Position of the last non-pad token of each row, for left or right padding.
@@ -97,12 +99,20 @@ def reward_bias(demonstration_rewards: jax.Array) -> jax.Array:
 PAIRWISE_LOSS_TYPES = ("bradley_terry", "soft_label")
 
 
-def sequence_rewards(module, params, tokens: jax.Array, attention_mask: jax.Array) -> jax.Array:
+def sequence_rewards(
+    module, params, tokens: jax.Array, attention_mask: jax.Array, dropout_rng: jax.Array | None = None
+) -> jax.Array:
     """The reward of each right- or left-padded sequence: the scalar head at its last non-pad token.
 
-    tokens, attention_mask: [batch, seq]. Returns float32 [batch].
+    tokens, attention_mask: [batch, seq]; `dropout_rng`: a training pass (LoRA dropout on). Returns float32 [batch].
     """
-    scores = module.apply({"params": params}, tokens, attention_mask=attention_mask, method=module.scalar)
+    scores = module.apply(
+        {"params": params},
+        tokens,
+        attention_mask=attention_mask,
+        method=module.scalar,
+        rngs=dropout_rngs(dropout_rng),
+    )
     return rewards_at_last_token(scores, attention_mask)
 
 
@@ -119,11 +129,11 @@ def pairwise_reward_loss_fn(module, *, loss_type: str = "bradley_terry"):
         raise ValueError(f"loss_type={loss_type!r}; expected one of {PAIRWISE_LOSS_TYPES}")
 
     def loss_fn(params, batch, rng, frozen):
-        del rng, frozen
+        del frozen
         num_pairs = batch["chosen_tokens"].shape[0]
         tokens = jnp.concatenate([batch["chosen_tokens"], batch["rejected_tokens"]], axis=0)
         mask = jnp.concatenate([batch["chosen_attention_mask"], batch["rejected_attention_mask"]], axis=0)
-        rewards = sequence_rewards(module, params, tokens, mask)
+        rewards = sequence_rewards(module, params, tokens, mask, rng)
         chosen, rejected = rewards[:num_pairs], rewards[num_pairs:]
         if loss_type == "bradley_terry":
             losses = bradley_terry_loss(chosen, rejected, margin=batch["margin"])
@@ -166,13 +176,14 @@ def ranking_reward_loss_fn(module):
     """
 
     def loss_fn(params, batch, rng, frozen):
-        del rng, frozen
+        del frozen
         num_prompts, num_responses, seq = batch["tokens"].shape
         rewards = sequence_rewards(
             module,
             params,
             batch["tokens"].reshape(num_prompts * num_responses, seq),
             batch["attention_mask"].reshape(num_prompts * num_responses, seq),
+            rng,
         ).reshape(num_prompts, num_responses)
         valid = batch["valid"].astype(bool)
         num_valid = jnp.sum(valid, axis=-1)

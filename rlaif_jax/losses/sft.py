@@ -26,13 +26,16 @@ def sft_token_nll(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array) ->
     return jnp.where(target_mask, nll, 0.0), target_mask
 
 
-def model_token_nll(module, params, tokens, attention_mask, loss_mask) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """`sft_token_nll` of `module`'s predictions by the chunked LM head (no [batch, seq, vocab] logits).
+def model_token_nll(
+    module, params, tokens, attention_mask, loss_mask, dropout_rng: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """`sft_token_nll` of `module`'s predictions by the chunked LM head (no [batch, seq, vocab] logits);
+    `dropout_rng` turns LoRA dropout on (a training pass).
 
     Returns (nll [batch, seq - 1] (0 off the mask), target mask [batch, seq - 1], is_argmax [batch, seq - 1]: the
     target's logit is the largest)."""
     target_mask = loss_mask[:, 1:].astype(bool)
-    head = next_token_head(module, params, tokens, attention_mask)
+    head = next_token_head(module, params, tokens, attention_mask, dropout_rng)
     return jnp.where(target_mask, -head["logprobs"], 0.0), target_mask, head["is_argmax"]
 
 
@@ -41,13 +44,13 @@ def sft_loss_fn(module) -> Any:
 
     batch: {'tokens': int [batch, seq], 'attention_mask': [batch, seq], 'loss_mask': [batch, seq]}.
     metrics values are (sum, count) pairs: 'loss' is the NLL summed over target tokens and their count;
-    'token_accuracy' counts targets whose logit is the largest.
+    'token_accuracy' counts targets whose logit is the largest. LoRA dropout, where configured, draws from `rng`.
     """
 
     def loss_fn(params, batch, rng, frozen):
-        del rng, frozen
+        del frozen
         nll, mask, correct = model_token_nll(
-            module, params, batch["tokens"], batch["attention_mask"], batch["loss_mask"]
+            module, params, batch["tokens"], batch["attention_mask"], batch["loss_mask"], rng
         )
         count = jnp.sum(mask.astype(jnp.float32))
         loss_sum = masked_sum(nll, mask)

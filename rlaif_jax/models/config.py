@@ -16,6 +16,7 @@ HF_ARCHITECTURES = {
     "mistral": "MistralForCausalLM",
     "gemma3_text": "Gemma3ForCausalLM",
 }
+FAMILY_NAMES = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3", "mistral": "Mistral", "gemma3_text": "Gemma-3"}
 LAYER_TYPES = ("sliding_attention", "full_attention")
 ACTIVATIONS = {"silu": "silu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}  # HF name -> ours
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -77,6 +78,13 @@ class ModelConfig:
     attention: str = "auto"  # jax.nn.dot_product_attention implementation, see ATTENTION_IMPLEMENTATIONS
     vocab_chunk_size: int = 16384  # LM-head columns per chunk in the losses' log-probs (models/lm_head.py); 0 = all
     scalar_head: bool = False  # adds a [hidden] -> 1 head for values / rewards
+    # LoRA adapters (models/lora.py): rank 0 = off; scale alpha / rank; dropout on the adapters' input in training
+    # passes (only where a 'dropout' rng is given: the SFT and reward-model losses; DPO and RL compare passes and
+    # give none); targets among q, k, v, o, gate, up, down.
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 
     def __post_init__(self):
         # A config read back from JSON (a stage's config.json) holds lists; the module must stay hashable.
@@ -103,6 +111,16 @@ class ModelConfig:
             raise ValueError(f"unknown architecture {self.model_type!r}; supported: {SUPPORTED_MODEL_TYPES}")
         if self.sliding_window is not None and self.sliding_window < 1:
             raise ValueError(f"sliding_window={self.sliding_window}; expected None (off) or >= 1")
+        object.__setattr__(self, "lora_targets", tuple(str(t) for t in self.lora_targets))
+        if self.lora_rank < 0 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(
+                f"lora: rank={self.lora_rank} (>= 0, 0 = off), alpha={self.lora_alpha} (> 0), "
+                f"dropout={self.lora_dropout} (in [0, 1)) out of range"
+            )
+        if self.lora_rank:
+            from rlaif_jax.models import lora
+
+            lora.check_targets(self.lora_targets, FAMILY_NAMES.get(self.model_type, self.model_type))
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
 

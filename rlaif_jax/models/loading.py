@@ -18,6 +18,7 @@ from rlaif_jax.checkpoints import hf as hf_checkpoint
 from rlaif_jax.checkpoints import hf_slices
 from rlaif_jax.models import architectures
 from rlaif_jax.models import config as model_config
+from rlaif_jax.models import lora as lora_lib
 from rlaif_jax.models.config import ModelConfig, parse_dtype
 from rlaif_jax.models.layout import stack_layers, unstack_layers
 from rlaif_jax.models.transformer import Transformer
@@ -225,6 +226,7 @@ def load(
     scan_layers: bool = True,
     strict: bool = False,
     seed: int = 0,
+    lora: dict | None = None,
 ) -> LanguageModel:
     """Loads a pretrained Llama-family model.
 
@@ -240,6 +242,8 @@ def load(
       remat, attention, vocab_chunk_size, scalar_head, scan_layers: see ModelConfig (scan_layers=False suits
         inference-only jobs on CPU). A scalar head starts at zero (it is not in pretrained checkpoints),
         unless the directory has a `scalar_head.safetensors` written by `save_hf`.
+      lora: LoRA adapters to add (`config.model.lora`: rank, alpha, dropout, targets; rank 0 = none), freshly
+        initialised from `seed` (B = 0, so the model is still the checkpoint's), sharded like the weights they adapt.
     Returns:
       LanguageModel with `.module`, `.params`, `.tokenizer`, `.config`.
     """
@@ -255,8 +259,9 @@ def load(
         scalar_head=scalar_head,
         scan_layers=scan_layers,
     )
+    lora_fields = lora_lib.config_fields(lora)
     if architectures.is_random(name_or_path):
-        config = architectures.random_config(name_or_path, **overrides)
+        config = architectures.random_config(name_or_path, **overrides, **lora_fields)
         return init_random(config, seed=seed, mesh=mesh, rules=rules, strict=strict)
     path = _resolve(name_or_path)
     gguf_file = None
@@ -296,9 +301,24 @@ def load(
                 "bias": np.zeros((), np.float32),
             }
     tokenizer = _load_tokenizer(directory, gguf_file)
-    return from_tensor_source(
+    lm = from_tensor_source(
         source, config, extra_params=extra_params, tokenizer=tokenizer, mesh=mesh, rules=rules, strict=strict
     )
+    return with_new_adapters(lm, lora_fields, seed=seed) if lora_fields.get("lora_rank") else lm
+
+
+def with_new_adapters(lm: LanguageModel, lora_fields: dict, *, seed: int = 0) -> LanguageModel:
+    """`lm` (no adapters) with fresh LoRA adapters (`lora.config_fields` of `config.model.lora`) added beside its
+    weights, which are not copied."""
+    if lm.config.lora_rank:
+        raise ValueError("the model already has LoRA adapters")
+    config = lm.config.replace(**lora_fields)
+    boxed = abstract_params(config)
+    shardings = None
+    if lm.mesh is not None:
+        shardings = lora_lib.split(param_shardings(config, lm.mesh, lm.rules))[1]
+    adapters = lora_lib.init_adapters(boxed, seed, shardings)
+    return lm.replace(module=Transformer(config), config=config, params=lora_lib.combine(lm.params, adapters))
 
 
 def with_layer_layout(lm: LanguageModel, scan_layers: bool) -> LanguageModel:
@@ -315,8 +335,12 @@ def save_hf(lm: LanguageModel, directory: str) -> None:
     """Writes `config.json`, `model.safetensors` and the tokenizer so that
     `transformers.AutoModelForCausalLM.from_pretrained(directory)` gives the same logits. A scalar head, which HF's
     causal LM has no place for, goes to `scalar_head.safetensors` beside them (read by `load(scalar_head=True)`).
+    LoRA adapters are merged into the weights they adapt (W + alpha / r A B).
     With several processes every one calls it (the weights are gathered from all); process 0 writes."""
     os.makedirs(directory, exist_ok=True)
+    if lm.config.lora_rank:  # adapters folded into the weights: a plain HF checkpoint
+        merged = jax.jit(lora_lib.merge, static_argnums=1)(lm.params, lm.config)
+        lm = lm.replace(params=merged, config=lm.config.replace(lora_rank=0))
     params = stack_layers(distributed.to_host(lm.params), lm.config.num_layers)
     hf_checkpoint.write_safetensors(
         hf_checkpoint.hf_state_dict_from_params(params, lm.config), os.path.join(directory, "model.safetensors")

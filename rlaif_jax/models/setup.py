@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rlaif_jax import models, sharding
+from rlaif_jax.models import lora
 from rlaif_jax.models.byte_tokenizer import byte_tokenizer
 from rlaif_jax.models.config import RUNTIME_DEFAULTS
 
@@ -21,14 +22,22 @@ def build_mesh(config):
 
 def build_model(model_config, mesh, rules, *, strict: bool = False) -> models.LanguageModel:
     """Loads `model_config.name` (path, alias, hub id or 'random:ARCH'), or random-initialises `model_config.tiny`
-    if 'tiny', with the block's dtype / param_dtype / remat / attention / vocab_chunk_size / layer layout.
+    if 'tiny', with the block's dtype / param_dtype / remat / attention / vocab_chunk_size / layer layout, and
+    fresh LoRA adapters when `model_config.lora.rank` > 0.
     `strict` (`config.mesh.strict`): a sharding rule that cannot apply is an error, not a warning."""
     options = runtime_options(model_config)
+    lora_settings = model_config.get("lora")
     if model_config.name == "tiny":
-        config = models.ModelConfig(**dict(model_config.tiny), **options)
+        config = models.ModelConfig(**dict(model_config.tiny), **options, **lora.config_fields(lora_settings))
         return models.init_random(
             config, seed=model_config.seed, tokenizer=byte_tokenizer(), mesh=mesh, rules=rules, strict=strict
         )
     return models.load(
-        model_config.name, mesh=mesh, rules=rules, strict=strict, seed=model_config.get("seed", 0), **options
+        model_config.name,
+        mesh=mesh,
+        rules=rules,
+        strict=strict,
+        seed=model_config.get("seed", 0),
+        lora=lora_settings,
+        **options,
     )

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlaif_jax.models import lm_head
+from rlaif_jax.models import lm_head, lora
 from rlaif_jax.models.attention import attend
 from rlaif_jax.models.config import ModelConfig, parse_dtype
 from rlaif_jax.models.heads import ScalarHead
@@ -29,6 +29,25 @@ _KERNEL_INIT = nn.initializers.normal(stddev=0.02)  # HF's initializer_range def
 def _matmul(spec: str, x: jax.Array, kernel: jax.Array, dtype: Any) -> jax.Array:
     """einsum in `dtype` with float32 accumulation, cast back to `dtype`."""
     return jnp.einsum(spec, x, kernel.astype(dtype), preferred_element_type=jnp.float32).astype(dtype)
+
+
+def _lora_delta(module: nn.Module, target: str, x: jax.Array, a_shape, a_axes, b_shape, b_axes, specs) -> Any:
+    """`(alpha / r) (dropout(x) A) B` of the LoRA adapter on projection `target`, or None when it has none.
+    specs: the two einsum specs (x with A, then with B). Dropout applies only when a 'dropout' rng is given."""
+    cfg = module.config
+    if not cfg.lora_rank or target not in cfg.lora_targets:
+        return None
+    dtype, param_dtype = parse_dtype(cfg.dtype), parse_dtype(cfg.param_dtype)
+    a = module.param(
+        f"{lora.PREFIX}{target}_a", nn.with_logical_partitioning(lora.a_init, a_axes), a_shape, param_dtype
+    )
+    b = module.param(
+        f"{lora.PREFIX}{target}_b", nn.with_logical_partitioning(nn.initializers.zeros, b_axes), b_shape, param_dtype
+    )
+    if cfg.lora_dropout and module.has_rng("dropout"):
+        x = nn.Dropout(cfg.lora_dropout, deterministic=False, name=f"{lora.PREFIX}{target}_dropout")(x)
+    scale = cfg.lora_alpha / cfg.lora_rank
+    return _matmul(specs[1], _matmul(specs[0], x, a, dtype), b, dtype) * jnp.asarray(scale, dtype)
 
 
 def rope_inverse_frequencies(head_dim: int, theta: float, llama3_scaling: tuple | None = None) -> np.ndarray:
@@ -129,6 +148,15 @@ class Attention(nn.Module):
         qkv = _matmul("bsd,dkcf->bskcf", x, self._projection("qkv_proj", (d, kvh, group + 2, hd), qkv_axes), dtype)
         if cfg.attention_bias:
             qkv = qkv + self._bias("qkv_bias", (kvh, group + 2, hd), qkv_axes[1:]).astype(dtype)
+        if cfg.lora_rank:
+            r, specs = cfg.lora_rank, ("bsd,dr->bsr", "bsr,rkcf->bskcf")
+            deltas = [
+                _lora_delta(self, t, x, (d, r), ("embed", None), (r, kvh, n, hd), (None, *qkv_axes[1:]), specs)
+                for t, n in (("q", group), ("k", 1), ("v", 1))
+            ]
+            if any(delta is not None for delta in deltas):
+                zeros = [jnp.zeros((*x.shape[:2], kvh, n, hd), dtype) for n in (group, 1, 1)]
+                qkv = qkv + jnp.concatenate([z if d_ is None else d_ for d_, z in zip(deltas, zeros)], axis=3)
         batch, seq = x.shape[:2]
         q = qkv[:, :, :, :group].reshape(batch, seq, h, hd)  # query head kv * group + g, as in HF's repeat_kv
         k, v = qkv[:, :, :, group], qkv[:, :, :, group + 1]  # [batch, seq, kv_heads, head_dim]
@@ -173,7 +201,19 @@ class Attention(nn.Module):
         out = attend(q, k, v, mask, causal=causal, implementation=cfg.attention, window=window, scale=scale)
         out = out.astype(dtype)
         wo = self._projection("o_proj", (h, hd, d), ("q_heads", "head_dim", "embed"))
-        return _matmul("bshk,hkd->bsd", out, wo, dtype), cache_k, cache_v
+        projected = _matmul("bshk,hkd->bsd", out, wo, dtype)
+        r = cfg.lora_rank
+        delta = _lora_delta(
+            self,
+            "o",
+            out,
+            (h, hd, r),
+            ("q_heads", "head_dim", None),
+            (r, d),
+            (None, "embed"),
+            ("bshk,hkr->bsr", "bsr,rd->bsd"),
+        )
+        return (projected if delta is None else projected + delta), cache_k, cache_v
 
 
 class MLP(nn.Module):
@@ -193,9 +233,17 @@ class MLP(nn.Module):
 
         gate_up = _matmul("bsd,dcf->bscf", x, kernel("gate_up_proj", (d, 2, f), ("embed", None, "mlp")), dtype)
         gate, up = gate_up[:, :, 0], gate_up[:, :, 1]
+        r, specs = cfg.lora_rank, ("bsd,dr->bsr", "bsr,rf->bsf")
+        gate_delta = _lora_delta(self, "gate", x, (d, r), ("embed", None), (r, f), (None, "mlp"), specs)
+        up_delta = _lora_delta(self, "up", x, (d, r), ("embed", None), (r, f), (None, "mlp"), specs)
+        gate = gate if gate_delta is None else gate + gate_delta
+        up = up if up_delta is None else up + up_delta
         activated = jax.nn.silu(gate) if cfg.activation == "silu" else jax.nn.gelu(gate, approximate=True)
         hidden = nn.with_logical_constraint(activated * up, ("activation_batch", "activation_length", "activation_mlp"))
-        return _matmul("bsf,fd->bsd", hidden, kernel("down_proj", (f, d), ("mlp", "embed")), dtype)
+        out = _matmul("bsf,fd->bsd", hidden, kernel("down_proj", (f, d), ("mlp", "embed")), dtype)
+        specs = ("bsf,fr->bsr", "bsr,rd->bsd")
+        delta = _lora_delta(self, "down", hidden, (f, r), ("mlp", None), (r, d), (None, "embed"), specs)
+        return out if delta is None else out + delta
 
 
 class DecoderBlock(nn.Module):
@@ -257,7 +305,7 @@ class Transformer(nn.Module):
         scanned = nn.scan(
             block,
             variable_axes={"params": 0},
-            split_rngs={"params": True},
+            split_rngs={"params": True, "dropout": True},
             in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
             length=cfg.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},

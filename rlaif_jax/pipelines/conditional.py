@@ -37,6 +37,7 @@ from rlaif_jax.rewards.by_name import make_reward_fn
 from rlaif_jax.rewards.gold import make_gold_reward
 from rlaif_jax.train import rollout as rollouts
 from rlaif_jax.train.loop import fit
+from rlaif_jax.train.step import model_params
 
 DATA_FILE = "data.jsonl"
 TAGS = ("good", "bad", "")  # "" = between the quantiles: kept in data.jsonl, not trained on
@@ -209,7 +210,7 @@ def run(config, workdir: str) -> dict:
     )
     if not finished:
         return results  # stopped early (config.train.stop_at_step): a re-run continues from the checkpoint
-    trained = policy.replace(params=state["params"])
+    trained = policy.replace(params=model_params(state))
     pad_id = policy.config.pad_token_id if policy.config.pad_token_id is not None else 0
     plain_tokens, plain_mask = left_pad(eval_ids, prompt_length, pad_id)
     kl_fn = make_conditional_kl_fn(policy.module, prompt_length, plain_tokens, plain_mask)

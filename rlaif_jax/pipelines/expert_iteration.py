@@ -34,6 +34,7 @@ from rlaif_jax.pipelines.model_setup import initial_policy
 from rlaif_jax.rewards.by_name import make_reward_fn
 from rlaif_jax.rewards.gold import make_gold_reward
 from rlaif_jax.train.loop import fit
+from rlaif_jax.train.step import model_params
 
 DATA_FILE = "data.jsonl"
 EVAL_FILE = "eval.json"
@@ -140,7 +141,7 @@ def run(config, workdir: str) -> dict:
         )
         if not finished:
             return results  # stopped early (config.train.stop_at_step): a re-run continues this iteration
-        params = state["params"]
+        params = model_params(state)
         trained = policy.replace(params=params)
         evaluation = run_dir.cached_json(
             os.path.join(iteration_dir, EVAL_FILE), lambda trained=trained: evaluate(trained)

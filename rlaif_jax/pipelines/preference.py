@@ -31,6 +31,7 @@ from rlaif_jax.pipelines.model_setup import initial_policy
 from rlaif_jax.rewards.by_name import make_reward_fn
 from rlaif_jax.rewards.gold import make_gold_reward
 from rlaif_jax.train.loop import fit
+from rlaif_jax.train.step import model_params
 
 METHODS = ("dpo", "slic", "rrhf", "rso")
 SOURCES = ("sampled", "jsonl", "toy")
@@ -335,7 +336,7 @@ def run(config, workdir: str) -> dict:
     )
     if not finished:
         return results  # stopped early: the end-of-run evaluation waits for the resumed run
-    results["end"] = evaluate(state["params"], jax.random.fold_in(rng, 3))
+    results["end"] = evaluate(model_params(state), jax.random.fold_in(rng, 3))
     run_dir.write_json(workdir, "eval_end.json", results["end"])
     logging.info(
         "%s: held-out %s %.3f -> %.3f, KL %.3f",

@@ -48,6 +48,7 @@ from rlaif_jax.rewards.gold import make_gold_reward
 from rlaif_jax.rewards.translation import TranslationReward
 from rlaif_jax.train import rollout as rollouts
 from rlaif_jax.train.loop import fit
+from rlaif_jax.train.step import model_params
 
 TASKS = ("toy", "translation", "corpus", "sentiment")
 NORMALIZATIONS = ("range", "minmax")
@@ -468,7 +469,7 @@ def run(config, workdir: str) -> dict:
             if not finished:
                 return results  # stopped early: a re-run continues this Improve step from its checkpoint
             evaluation = run_dir.cached_json(
-                os.path.join(step_dir, "eval.json"), lambda state=state: evaluate(state["params"])
+                os.path.join(step_dir, "eval.json"), lambda state=state: evaluate(model_params(state))
             )
             gained = evaluation["valid"]["gold_reward"] > best_valid
             step.update(
@@ -479,7 +480,7 @@ def run(config, workdir: str) -> dict:
             )
             results["steps"].append(step)
             if step["kept"]:
-                params = state["params"]
+                params = model_params(state)
                 best_valid = max(best_valid, evaluation["valid"]["gold_reward"])
             else:
                 break  # ReST's rule: stop improving on this Grow step, keep the best policy

@@ -24,6 +24,7 @@ from rlaif_jax.data.sft import tokenize_prompt_response
 from rlaif_jax.losses import reward_model as rm_losses
 from rlaif_jax.models.setup import build_mesh, build_model
 from rlaif_jax.train.loop import fit
+from rlaif_jax.train.step import model_params
 
 SOURCES = ("toy", "jsonl", *hf_datasets.LOADERS)
 LOSS_TYPES = (*rm_losses.PAIRWISE_LOSS_TYPES, "ranking")
@@ -204,9 +205,13 @@ def run(config, workdir: str) -> dict:
         return last_metrics  # stopped early: evaluation and export wait for the resumed run
 
     score = make_scorer(lm.module, mesh, rules, train.eval_batch_size)
-    results = {"step": num_steps, "loss_type": loss_type, **evaluate(score, state["params"], eval_examples, loss_type)}
+    results = {
+        "step": num_steps,
+        "loss_type": loss_type,
+        **evaluate(score, model_params(state), eval_examples, loss_type),
+    }
     demo_tokens, demo_mask, bias_source = demonstration_arrays(config.data, lm.tokenizer, examples)
-    demo_rewards = score(state["params"], demo_tokens, demo_mask)
+    demo_rewards = score(model_params(state), demo_tokens, demo_mask)
     results.update(
         bias=float(rm_losses.reward_bias(jnp.asarray(demo_rewards))),
         bias_source=bias_source,
@@ -218,5 +223,5 @@ def run(config, workdir: str) -> dict:
     run_dir.write_json(workdir, "reward_model.json", results)
     logging.info("reward model: held-out accuracy %.3f, bias %.4f", results["eval_accuracy"], results["bias"])
     if config.export_hf:
-        models.save_hf(lm.replace(params=state["params"]), os.path.join(workdir, "hf_model"))
+        models.save_hf(lm.replace(params=model_params(state)), os.path.join(workdir, "hf_model"))
     return {**last_metrics, **results}

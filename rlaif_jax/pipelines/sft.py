@@ -14,6 +14,7 @@ from rlaif_jax.data.toy import toy_rows
 from rlaif_jax.losses.sft import sft_loss_fn
 from rlaif_jax.models.setup import build_mesh, build_model
 from rlaif_jax.train.loop import fit
+from rlaif_jax.train.step import model_params
 
 
 def load_sft_examples(data_config, tokenizer) -> TokenizedExamples:
@@ -61,5 +62,5 @@ def run(config, workdir: str) -> dict:
         desc="sft",
     )
     if config.export_hf and finished:
-        models.save_hf(lm.replace(params=state["params"]), os.path.join(workdir, "hf_model"))
+        models.save_hf(lm.replace(params=model_params(state)), os.path.join(workdir, "hf_model"))
     return last_metrics

@@ -14,10 +14,17 @@ from rlaif_jax import preemption, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints.orbax_state import CheckpointManager
 from rlaif_jax.data import batching
+from rlaif_jax.models import lora
 from rlaif_jax.models.loading import LanguageModel, abstract_params
 from rlaif_jax.train.degenerate import DegenerateBatchWarnings
 from rlaif_jax.train.optimizer import make_optimizer, make_schedule
-from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
+from rlaif_jax.train.step import (
+    FROZEN_PARAMS,
+    checkpointed,
+    init_train_state,
+    make_train_step,
+    train_state_shardings,
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -99,7 +106,7 @@ def _train_on_arrays(
                 )
             signalled = done < stop_step and preemption.stop_requested(stop)
             if done % config.checkpoint.every_steps == 0 or done == stop_step or signalled:
-                checkpoints.save(done, state)
+                checkpoints.save(done, checkpointed(state))
             if signalled:
                 _check_degenerate(degenerate, since_log)  # the steps after the last log line
                 checkpoints.wait_until_finished()
@@ -121,6 +128,8 @@ def fit(
 ) -> tuple[dict, dict, bool]:
     """Trains `lm.params` with `loss_fn` on `arrays` for `num_steps` (`config.optimizer`, `config.train`,
     `config.checkpoint`), resuming from WORKDIR/checkpoints and stopping early at `config.train.stop_at_step`.
+    With LoRA (`lm.config.lora_rank`) only the adapters (and a scalar head) train and are checkpointed; the
+    state's 'frozen_params' are `lm.params`' base weights themselves (`step.model_params(state)`: the whole model).
 
     `lm.params` are donated into the train state. SIGTERM / SIGINT stop it at the next step boundary with a
     checkpoint (`preemption.Preempted`). Returns (state, last logged metrics, finished: whether the run
@@ -131,12 +140,16 @@ def fit(
         train.batch_size, mesh, rules, key="config.train.batch_size", accumulation_steps=train.accumulation_steps
     )
     optimizer = make_optimizer(config.optimizer, num_steps)
-    state_shardings = train_state_shardings(abstract_params(lm.config), optimizer, mesh, rules)
-    state = jax.jit(init_train_state, static_argnums=1, out_shardings=state_shardings)(lm.params, optimizer)
+    trained, frozen_params = lora.split_trainable(lm.params, lm.config)
+    abstract_trained, _ = lora.split_trainable(abstract_params(lm.config), lm.config)
+    state_shardings = train_state_shardings(abstract_trained, optimizer, mesh, rules)
+    state = jax.jit(init_train_state, static_argnums=1, out_shardings=state_shardings)(trained, optimizer)
     checkpoints = CheckpointManager(workdir, keep=config.checkpoint.keep)
     start_step = checkpoints.resume_step(num_steps)
     if start_step:
         state = checkpoints.restore(start_step, state)
+    if frozen_params is not None:  # LoRA: the base weights ride beside the trained adapters, as they are
+        state[FROZEN_PARAMS] = frozen_params
     train_step = make_train_step(
         loss_fn,
         optimizer,

@@ -20,11 +20,11 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rlaif_jax import sharding
-from rlaif_jax.models import architectures, loading
+from rlaif_jax.models import architectures, loading, lora
 from rlaif_jax.models.config import ModelConfig, from_hf_dict
 from rlaif_jax.models.setup import runtime_options
 from rlaif_jax.train.optimizer import make_optimizer
-from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
+from rlaif_jax.train.step import FROZEN_PARAMS, init_train_state, make_train_step, train_state_shardings
 
 JOBS = ("sft", "preference", "reward_model", "online_rl")
 
@@ -71,7 +71,7 @@ class _JobParts:
 def model_config_of(config) -> ModelConfig:
     """The ModelConfig `config.model` names, read without weights: 'random:ARCH', 'tiny' (its `tiny` block), or an
     HF directory's config.json; with the block's dtype / param_dtype / remat / attention / vocab chunking."""
-    options = runtime_options(config.model)
+    options = {**runtime_options(config.model), **lora.config_fields(config.model.get("lora"))}
     name = config.model.name
     if name == "tiny":
         return ModelConfig(**dict(config.model.tiny), **options)
@@ -209,16 +209,26 @@ def plan_train_step(config, mesh, *, batch_size: int, seq_len: int, prompt_len: 
     else:
         build = {"sft": _sft_parts, "preference": _preference_parts, "reward_model": _reward_model_parts}[job]
         parts = build(config, model_config, batch_size, seq_len)
-    state_shardings = train_state_shardings(parts.boxed_params, parts.optimizer, mesh, rules)
+    # LoRA: the state trains the adapters; the base weights ride beside them as 'frozen_params'.
+    if job == "online_rl":
+        from rlaif_jax.train import rl_loop
+
+        model_configs = {"policy": model_config, "value": model_config.replace(scalar_head=True)}
+        trained_boxed, frozen_params_boxed = rl_loop.split_trainable_models(parts.boxed_params, model_configs)
+    else:
+        trained_boxed, frozen_params_boxed = lora.split_trainable(parts.boxed_params, model_config)
+    state_shardings = train_state_shardings(trained_boxed, parts.optimizer, mesh, rules, frozen_params_boxed)
     replicated = NamedSharding(mesh, PartitionSpec())
     state_shardings.update({name: replicated for name in parts.extra_state})
     abstract_state = {
         "step": jax.ShapeDtypeStruct((), jnp.int32),
-        "params": nn.unbox(parts.boxed_params),
-        "opt_state": nn.unbox(jax.eval_shape(parts.optimizer.init, parts.boxed_params)),
+        "params": nn.unbox(trained_boxed),
+        "opt_state": nn.unbox(jax.eval_shape(parts.optimizer.init, trained_boxed)),
         "nonfinite_steps": jax.ShapeDtypeStruct((), jnp.int32),
         **parts.extra_state,
     }
+    if frozen_params_boxed is not None:
+        abstract_state[FROZEN_PARAMS] = nn.unbox(frozen_params_boxed)
     frozen = None
     if parts.frozen_boxed is not None:
         frozen = _abstract(nn.unbox(parts.frozen_boxed), sharding.tree_shardings(parts.frozen_boxed, mesh, rules))
@@ -241,7 +251,7 @@ def plan_train_step(config, mesh, *, batch_size: int, seq_len: int, prompt_len: 
         batch=_batch(parts.shapes, mesh, rules),
         frozen=frozen,
         tokens_per_step=parts.tokens_per_step,
-        num_params=sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state["params"])),
+        num_params=sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nn.unbox(parts.boxed_params))),
         model_flops=parts.tokens_per_step
         * (
             model_flops_per_token(model_config, seq_len, lm_head=job != "reward_model")
@@ -312,6 +322,8 @@ def materialize(plan: StepPlan, seed: int = 0) -> tuple[Any, dict[str, jax.Array
 
     def init_state(key):
         state = init_train_state(random_tree(plan.state["params"], key), plan.optimizer)
+        if FROZEN_PARAMS in plan.state:
+            state[FROZEN_PARAMS] = random_tree(plan.state[FROZEN_PARAMS], jax.random.fold_in(key, 1))
         return {**state, **{name: jnp.zeros(v.shape, v.dtype) for name, v in plan.state.items() if name not in state}}
 
     keys = jax.random.split(jax.random.key(seed), 3)

@@ -47,12 +47,20 @@ from rlaif_jax.losses.logprobs import (
     response_logprobs_and_entropy,
     response_values,
 )
+from rlaif_jax.models import lora
 from rlaif_jax.models.loading import LanguageModel, abstract_params
 from rlaif_jax.train import rollout as rollouts
 from rlaif_jax.train.degenerate import DegenerateBatchWarnings
 from rlaif_jax.train.loop import check_nonfinite
 from rlaif_jax.train.optimizer import make_optimizer
-from rlaif_jax.train.step import init_train_state, make_train_step, train_state_shardings
+from rlaif_jax.train.step import (
+    FROZEN_PARAMS,
+    checkpointed,
+    init_train_state,
+    make_train_step,
+    model_params,
+    train_state_shardings,
+)
 
 ALGORITHMS = ("ppo", "reinforce", "rloo", "grpo")
 GROUP_ALGORITHMS = ("rloo", "grpo")  # k samples per prompt, no value model
@@ -290,6 +298,17 @@ def initial_params(rl, policy: LanguageModel, value_init: LanguageModel | None =
     return params, boxed, value_config
 
 
+def split_trainable_models(params: dict, model_configs: dict) -> tuple[dict, dict | None]:
+    """(trained, frozen) of {'policy', 'value'} params: per model `lora.split_trainable` (everything trains without
+    LoRA); frozen is None when no model has frozen weights."""
+    trained, frozen = {}, {}
+    for name, model in params.items():
+        trained[name], frozen_part = lora.split_trainable(model, model_configs[name])
+        if frozen_part is not None:
+            frozen[name] = frozen_part
+    return trained, (frozen or None)
+
+
 def train_policy(
     config, workdir: str, policy: LanguageModel, task: RLTask, *, mesh, rules, value_init=None
 ) -> tuple[dict, LanguageModel | None]:
@@ -322,16 +341,21 @@ def train_policy(
     if rl.ptx_coef > 0 and task.ptx_batch is None:
         raise ValueError("config.rl.ptx_coef > 0 but the task has no pretraining rows (config.rl.ptx_data)")
     optimizer = make_rl_optimizer(config, config.train.num_steps)
-    state_shardings = train_state_shardings(boxed_abstract, optimizer, mesh, rules)
+    model_configs = {"policy": policy.config, "value": value_config}
+    trained, frozen_params = split_trainable_models(params, model_configs)
+    abstract_trained, _ = split_trainable_models(boxed_abstract, model_configs)
+    state_shardings = train_state_shardings(abstract_trained, optimizer, mesh, rules)
     state_shardings["kl_coef"] = state_shardings["step"]  # replicated scalar
     init = lambda p: {**init_train_state(p, optimizer), "kl_coef": jnp.float32(rl.kl_coef)}  # noqa: E731
-    state = jax.jit(init, out_shardings=state_shardings)(params)  # copies: the reference keeps policy.params
+    state = jax.jit(init, out_shardings=state_shardings)(trained)  # copies: the reference keeps policy.params
     prompt_length = rl.max_prompt_length
 
     checkpoints = CheckpointManager(workdir, keep=config.checkpoint.keep)
     start_step = checkpoints.resume_step(config.train.num_steps)
     if start_step:
         state = checkpoints.restore(start_step, state)
+    if frozen_params is not None:  # LoRA: the base weights, shared with the reference policy, never copied
+        state[FROZEN_PARAMS] = frozen_params
     score_group, train_group = prefix_group_sizes(rl)
     train_step = make_train_step(
         make_loss_fn(rl, policy.module, value_module, prompt_length, train_group),
@@ -383,7 +407,7 @@ def train_policy(
             start_time = time.perf_counter()
             iteration_rng = jax.random.fold_in(jax.random.fold_in(rng, 1), iteration)
             indices = batching.batch_indices(len(task.train_prompts), rl.prompts_per_rollout, iteration, config.seed)
-            current = policy.replace(params=state["params"]["policy"])
+            current = policy.replace(params=model_params(state)["policy"])
             rollout = rollouts.sample_rollout(
                 current,
                 [task.train_prompts[i] for i in indices],
@@ -424,7 +448,7 @@ def train_policy(
                 rules,
             )
             with sharding.activate(mesh, rules):
-                scored = score_fn(state["params"], reference_params, on_mesh["tokens"], on_mesh["attention_mask"])
+                scored = score_fn(model_params(state), reference_params, on_mesh["tokens"], on_mesh["attention_mask"])
                 logprobs = scored["logprobs"] if "logprobs" in scored else on_mesh["sampling_logprobs"]
                 kl_coef = float(state["kl_coef"])
                 targets = targets_fn(
@@ -522,13 +546,13 @@ def train_policy(
             signalled = iteration + 1 < num_iterations and preemption.stop_requested(stop)
             stopping = signalled or 0 < config.train.stop_at_step <= int(state["step"])
             if (iteration + 1) % config.checkpoint.every_iterations == 0 or iteration + 1 == num_iterations or stopping:
-                checkpoints.save(int(state["step"]), state)
+                checkpoints.save(int(state["step"]), checkpointed(state))
             if signalled:  # the next iteration's prompts and RNG follow from its index: nothing else to save
                 checkpoints.wait_until_finished()
                 raise preemption.Preempted(int(state["step"]), workdir)
     if int(state["step"]) < num_iterations * steps_per_iteration:
         return results, None  # stopped early: the end-of-run evaluation waits for the resumed run
-    final_policy = policy.replace(params=state["params"]["policy"])
+    final_policy = policy.replace(params=model_params(state)["policy"])
     results["end"] = evaluate(final_policy, jax.random.fold_in(rng, 3))
     run_dir.write_json(workdir, EVAL_END_FILE, results["end"])
     return results, final_policy

@@ -17,9 +17,24 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rlaif_jax import sharding
+from rlaif_jax.models import lora
 
 LossFn = Callable[[Any, Any, jax.Array, Any], tuple[jax.Array, dict[str, tuple[jax.Array, jax.Array]]]]
-TrainState = dict[str, Any]  # {'step': int32 [], 'params', 'opt_state', 'nonfinite_steps': int32 []}
+# {'step': int32 [], 'params', 'opt_state', 'nonfinite_steps': int32 []}, and with LoRA 'frozen_params'.
+TrainState = dict[str, Any]
+# The base weights of LoRA training: the loss sees `lora.combine(frozen_params, params)`, but they are neither
+# differentiated, updated, donated nor checkpointed (`checkpointed`), and never copied.
+FROZEN_PARAMS = "frozen_params"
+
+
+def model_params(state: TrainState) -> Any:
+    """The models' whole params: the trained `params`, with LoRA's frozen base weights merged back in."""
+    return lora.combine(state.get(FROZEN_PARAMS), state["params"])
+
+
+def checkpointed(state: TrainState) -> TrainState:
+    """What a checkpoint holds: the state without the frozen base weights (they come from the model's checkpoint)."""
+    return {key: value for key, value in state.items() if key != FROZEN_PARAMS}
 
 
 def init_train_state(params: Any, optimizer: optax.GradientTransformation) -> TrainState:
@@ -32,16 +47,22 @@ def init_train_state(params: Any, optimizer: optax.GradientTransformation) -> Tr
     }
 
 
-def train_state_shardings(boxed_abstract_params: Any, optimizer, mesh, rules) -> TrainState:
-    """Shardings of the train state: parameters and their optimizer moments follow the params' logical axes."""
+def train_state_shardings(
+    boxed_abstract_params: Any, optimizer, mesh, rules, boxed_abstract_frozen: Any | None = None
+) -> TrainState:
+    """Shardings of the train state: parameters and their optimizer moments follow the params' logical axes; so do
+    LoRA's frozen base weights (`boxed_abstract_frozen`, an entry only when given)."""
     replicated = NamedSharding(mesh, PartitionSpec())
     abstract_opt_state = jax.eval_shape(optimizer.init, boxed_abstract_params)
-    return {
+    shardings = {
         "step": replicated,
         "params": sharding.tree_shardings(boxed_abstract_params, mesh, rules),
         "opt_state": sharding.tree_shardings(abstract_opt_state, mesh, rules),
         "nonfinite_steps": replicated,
     }
+    if boxed_abstract_frozen is not None:
+        shardings[FROZEN_PARAMS] = sharding.tree_shardings(boxed_abstract_frozen, mesh, rules)
+    return shardings
 
 
 def _split_micro_batches(batch: Any, accumulation_steps: int) -> Any:
@@ -89,28 +110,32 @@ def make_train_step(
       'finite' (1.0 if loss and gradient were finite), 'nonfinite_steps'.
     """
 
-    def micro_step(params, micro_batch, rng, frozen):
-        (loss_sum, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, micro_batch, rng, frozen)
+    def micro_step(params, frozen_params, micro_batch, rng, frozen):
+        def loss_of_trained(trained):
+            return loss_fn(lora.combine(frozen_params, trained), micro_batch, rng, frozen)
+
+        (loss_sum, metrics), grads = jax.value_and_grad(loss_of_trained, has_aux=True)(params)
         del loss_sum
         grads = jax.tree.map(lambda g: g.astype(jnp.float32), grads)
         metrics = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), metrics)
         return grads, metrics
 
-    def train_step(state, batch, rng, frozen=None):
+    def train_step(state, frozen_params, batch, rng, frozen=None):
         params = state["params"]
         step_rng = jax.random.fold_in(rng, state["step"])
         if accumulation_steps == 1:
-            grads, metrics = micro_step(params, batch, step_rng, frozen)
+            grads, metrics = micro_step(params, frozen_params, batch, step_rng, frozen)
         else:
             micro_batches = _split_micro_batches(batch, accumulation_steps)
             first = jax.tree.map(lambda x: x[0], micro_batches)
             zero_grads, zero_metrics = jax.tree.map(
-                jnp.zeros_like, jax.eval_shape(micro_step, params, first, step_rng, frozen)
+                jnp.zeros_like, jax.eval_shape(micro_step, params, frozen_params, first, step_rng, frozen)
             )
 
             def accumulate(carry, inputs):
                 index, micro_batch = inputs
-                grads, metrics = micro_step(params, micro_batch, jax.random.fold_in(step_rng, index), frozen)
+                micro_rng = jax.random.fold_in(step_rng, index)
+                grads, metrics = micro_step(params, frozen_params, micro_batch, micro_rng, frozen)
                 return (_tree_add(carry[0], grads), _tree_add(carry[1], metrics)), None
 
             indices = jnp.arange(accumulation_steps)
@@ -148,18 +173,24 @@ def make_train_step(
     jit_kwargs: dict[str, Any] = {"donate_argnums": (0,) if donate_state else ()}
     if mesh is not None and state_shardings is not None:
         batch_sharding = NamedSharding(mesh, PartitionSpec(sharding.batch_axes(rules)))
+        trained_shardings = checkpointed(state_shardings)
         jit_kwargs.update(
-            in_shardings=(state_shardings, batch_sharding, None, None), out_shardings=(state_shardings, None)
+            in_shardings=(trained_shardings, state_shardings.get(FROZEN_PARAMS), batch_sharding, None, None),
+            out_shardings=(trained_shardings, None),
         )
     jitted = jax.jit(train_step, **jit_kwargs)
 
     def run(state, batch, rng, frozen=None):
+        # The frozen base weights go in as their own argument, not donated, and come back as the same arrays.
         with sharding.activate(mesh, rules):
-            return jitted(state, batch, rng, frozen)
+            new_state, metrics = jitted(checkpointed(state), state.get(FROZEN_PARAMS), batch, rng, frozen)
+        if FROZEN_PARAMS in state:
+            new_state[FROZEN_PARAMS] = state[FROZEN_PARAMS]
+        return new_state, metrics
 
     def lower(state, batch, rng, frozen=None):  # also on jax.ShapeDtypeStructs: compile-only planning
         with sharding.activate(mesh, rules):
-            return jitted.lower(state, batch, rng, frozen)
+            return jitted.lower(checkpointed(state), state.get(FROZEN_PARAMS), batch, rng, frozen)
 
     run.lower = lower
     return run
