@@ -255,6 +255,43 @@ def tiny_hf_llama(tmp_path_factory):
     return build
 
 
+@pytest.fixture
+def tiny_hf_t5(tmp_path_factory):
+    """Factory: `tiny_hf_t5(seed=0, **config_overrides) -> (directory, hf_model)`: a random T5 (v1.1 gated-GELU,
+    2 + 2 blocks, width 32, 4 heads of 8, vocab 64, 8 relative buckets up to distance 20), weights O(1) as
+    `tiny_hf_llama`'s, saved with `save_pretrained`; the float32 eval-mode torch model."""
+    import torch
+    import transformers
+
+    def build(seed: int = 0, **overrides):
+        torch.manual_seed(seed)
+        kwargs = dict(
+            vocab_size=64,
+            d_model=32,
+            d_kv=8,
+            d_ff=48,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            relative_attention_max_distance=20,
+            feed_forward_proj="gated-gelu",
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+            dropout_rate=0.0,
+        )
+        model = transformers.T5ForConditionalGeneration(transformers.T5Config(**{**kwargs, **overrides}))
+        _randomize(model, seed)
+        with torch.no_grad():
+            model.shared.weight.mul_(5.0)  # O(1) logits through the tied head (the decoder output is normed)
+        model = model.float().eval()
+        directory = tmp_path_factory.mktemp("tiny_t5")
+        model.save_pretrained(directory)
+        return str(directory), model
+
+    return build
+
+
 def hf_logits(model, tokens, attention_mask=None) -> np.ndarray:
     """float32 numpy logits of a torch causal LM for int `tokens [batch, seq]`."""
     import torch

@@ -15,12 +15,13 @@ import numpy as np
 
 from rlaif_jax import distributed, sharding
 from rlaif_jax.checkpoints import hf as hf_checkpoint
-from rlaif_jax.checkpoints import hf_slices
+from rlaif_jax.checkpoints import hf_slices, t5_hf
 from rlaif_jax.models import architectures
 from rlaif_jax.models import config as model_config
 from rlaif_jax.models import lora as lora_lib
 from rlaif_jax.models.config import ModelConfig, parse_dtype
 from rlaif_jax.models.layout import stack_layers, unstack_layers
+from rlaif_jax.models.t5 import EncoderDecoder, T5Config
 from rlaif_jax.models.transformer import Transformer
 from rlaif_jax.workdir import one_writer, write_text_atomic
 
@@ -53,11 +54,20 @@ class LanguageModel:
         return dataclasses.replace(self, **changes)
 
 
-def abstract_params(config: ModelConfig) -> Any:
+def module_of(config: ModelConfig | T5Config) -> Transformer | EncoderDecoder:
+    """The Flax module of a config: the decoder-only Transformer, or T5's EncoderDecoder."""
+    return EncoderDecoder(config) if isinstance(config, T5Config) else Transformer(config)
+
+
+def _init_inputs(config) -> tuple:
+    """Dummy token inputs that `module_of(config).init` takes: (tokens,) or (encoder_ids, decoder_ids)."""
+    tokens = jnp.zeros((1, 1), jnp.int32)
+    return (tokens, tokens) if isinstance(config, T5Config) else (tokens,)
+
+
+def abstract_params(config: ModelConfig | T5Config) -> Any:
     """The parameter tree of `config` as boxed ShapeDtypeStructs carrying logical axis names (nothing allocated)."""
-    module = Transformer(config)
-    tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
-    return jax.eval_shape(module.init, jax.random.key(0), tokens)["params"]
+    return jax.eval_shape(lambda rng: module_of(config).init(rng, *_init_inputs(config)), jax.random.key(0))["params"]
 
 
 def param_shardings(config: ModelConfig, mesh: jax.sharding.Mesh, rules=None, on_unfit: str = "ignore") -> Any:
@@ -94,7 +104,9 @@ def from_host_params(
     `host_params` may be in either layer layout; it is converted to the one `config.scan_layers` asks for.
     A sharding rule that cannot apply to a parameter warns, naming it (`strict`: raises `sharding.ShardingError`)."""
     rules = sharding.normalize_rules(rules)
-    if config.scan_layers:
+    if isinstance(config, T5Config):
+        pass  # one tree per block already
+    elif config.scan_layers:
         host_params = stack_layers(host_params, config.num_layers)
     else:
         host_params = unstack_layers(host_params, config.num_layers)
@@ -103,7 +115,7 @@ def from_host_params(
     host_params = jax.tree.map(lambda x: np.asarray(x).astype(param_dtype, copy=False), host_params)
     shardings = None if mesh is None else param_shardings(config, mesh, rules, _on_unfit(strict))
     params = sharding.place(host_params, shardings)
-    return LanguageModel(Transformer(config), params, tokenizer, config, mesh, rules)
+    return LanguageModel(module_of(config), params, tokenizer, config, mesh, rules)
 
 
 def from_tensor_source(
@@ -156,10 +168,10 @@ def init_random(
     """A randomly initialised model (tests, the `tiny` configs), created directly in its shards when `mesh`
     (`strict`: see `from_host_params`)."""
     rules = sharding.normalize_rules(rules)
-    module = Transformer(config)
+    module = module_of(config)
 
     def init(rng):
-        return nn.unbox(module.init(rng, jnp.zeros((1, 1), jnp.int32))["params"])
+        return nn.unbox(module.init(rng, *_init_inputs(config))["params"])
 
     rng = jax.random.key(seed)
     if mesh is None:
@@ -284,6 +296,8 @@ def load(
         state = None  # the safetensors files, read block by block into each device's shard
     else:
         raise ValueError(f"{path}: expected an HF model directory or a .gguf file")
+    if hf_config.get("model_type") == "t5" and state is None:
+        return _load_t5(path, hf_config, dtype=dtype, param_dtype=param_dtype, mesh=mesh, rules=rules, strict=strict)
     try:
         config = model_config.from_hf_dict(hf_config, **overrides)
     except (KeyError, ValueError) as error:
@@ -305,6 +319,21 @@ def load(
         source, config, extra_params=extra_params, tokenizer=tokenizer, mesh=mesh, rules=rules, strict=strict
     )
     return with_new_adapters(lm, lora_fields, seed=seed) if lora_fields.get("lora_rank") else lm
+
+
+def _load_t5(directory: str, hf_config: dict, *, dtype, param_dtype, mesh, rules, strict) -> LanguageModel:
+    """An HF T5 directory as a LanguageModel whose module is `EncoderDecoder` (see `models.t5`)."""
+    try:
+        config = t5_hf.config_from_hf(hf_config, dtype=dtype, param_dtype=param_dtype)
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"{directory}: {error}") from error
+    state = hf_checkpoint.read_safetensors(directory)
+    if not config.tie_word_embeddings and "lm_head.weight" not in state:
+        config = config.replace(tie_word_embeddings=True)  # transformers >= 5 ties the head and omits it
+    host_params = t5_hf.params_from_hf_state_dict(state, config, source=directory)
+    return from_host_params(
+        host_params, config, tokenizer=_load_tokenizer(directory), mesh=mesh, rules=rules, strict=strict
+    )
 
 
 def with_new_adapters(lm: LanguageModel, lora_fields: dict, *, seed: int = 0) -> LanguageModel:
@@ -338,6 +367,12 @@ def save_hf(lm: LanguageModel, directory: str) -> None:
     LoRA adapters are merged into the weights they adapt (W + alpha / r A B).
     With several processes every one calls it (the weights are gathered from all); process 0 writes."""
     os.makedirs(directory, exist_ok=True)
+    if isinstance(lm.config, T5Config):
+        state = t5_hf.hf_state_dict_from_params(distributed.to_host(lm.params), lm.config)
+        hf_checkpoint.write_safetensors(state, os.path.join(directory, "model.safetensors"))
+        write_text_atomic(os.path.join(directory, "config.json"), json.dumps(t5_hf.config_to_hf(lm.config), indent=2))
+        _save_tokenizer(lm, directory)
+        return
     if lm.config.lora_rank:  # adapters folded into the weights: a plain HF checkpoint
         merged = jax.jit(lora_lib.merge, static_argnums=1)(lm.params, lm.config)
         lm = lm.replace(params=merged, config=lm.config.replace(lora_rank=0))
@@ -351,6 +386,10 @@ def save_hf(lm: LanguageModel, directory: str) -> None:
     hf_config = model_config.to_hf_dict(lm.config)
     hf_config["dtype"] = lm.config.param_dtype
     write_text_atomic(os.path.join(directory, "config.json"), json.dumps(hf_config, indent=2))
+    _save_tokenizer(lm, directory)
+
+
+def _save_tokenizer(lm: LanguageModel, directory: str) -> None:
     if lm.tokenizer is not None:
         with one_writer(os.path.join(directory, "tokenizer")) as writing:
             if writing:
