@@ -4,6 +4,7 @@ the previous policy at a lower learning rate, while the validation reward improv
 
     python -m rlaif_jax.main --config=configs/rest.py:tiny --workdir=/tmp/rest_toy                  # toy letters
     python -m rlaif_jax.main --config=configs/rest.py:tiny --workdir=/tmp/rest_mt --config.task=translation
+    python -m rlaif_jax.main --config=configs/rest.py:tiny_t5 --workdir=/tmp/rest_t5               # T5 policy
     python -m rlaif_jax.main --config=configs/rest.py:smollm2 --workdir=/tmp/rest_sentiment       # SmolLM2, VADER
 
 `tiny` first fine-tunes a random-init 2-layer model on D (2048 noisy demonstrations: BC, "G=0 I=0") into WORKDIR/sft,
@@ -15,8 +16,10 @@ its held-out VADER per Improve step is in WORKDIR/rest.md. Measured (G=1, 4 samp
 16 SGD steps per Improve step; ~20 min on 2 shared CPU cores): test VADER 0.35 (start) -> 0.41 (I=0, τ 0, KL 1.6)
 -> 0.61 (I=1, τ 0.7, KL 2.0), but the 16-prompt validation reward fell 0.44 -> 0.32 at I=1, so the stopping rule
 kept the I=0 policy: with 16 prompts a split the rule is noisy.
-`paper` holds ReST's IWSLT 2014 De->En settings (§4, Table 2, App. A.3) for a decoder-only model on the `corpus`
-task; the paper's reward, Metric X, is not public: chrF stands in. Set the model and the corpus path.
+`tiny_t5` runs the synthetic translation task with a random-init T5 encoder-decoder (BC, then ReST).
+`paper` holds ReST's IWSLT 2014 De->En settings (§4, Table 2, App. A.3) with the paper's encoder-decoder shape
+(random init, byte tokenizer in place of its sentencepiece vocabulary) on the `corpus` task; the paper's reward,
+Metric X, is not public: chrF stands in. Set the corpus path.
 Re-running the same command resumes (Grow files are read back, never re-sampled).
 """
 
@@ -28,15 +31,17 @@ PAPER_THRESHOLDS = [0.0, 0.7, 0.8, 0.9, 0.95, 0.99]  # §4: τ0 = 0 (all data), 
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    """arg: 'tiny' (toy letters or the synthetic translation task, random init), 'smollm2' (sentiment) or 'paper'."""
-    if arg not in ("tiny", "smollm2", "paper"):
-        raise ValueError(f"unknown argument {arg!r}; expected 'tiny', 'smollm2' or 'paper'")
-    tiny = arg == "tiny"
+    """arg: 'tiny' (toy letters or the synthetic translation task, random init), 'tiny_t5' (the synthetic translation
+    task with a random-init T5 encoder-decoder policy), 'smollm2' (sentiment) or 'paper'."""
+    if arg not in ("tiny", "tiny_t5", "smollm2", "paper"):
+        raise ValueError(f"unknown argument {arg!r}; expected 'tiny', 'tiny_t5', 'smollm2' or 'paper'")
+    t5 = arg == "tiny_t5"
+    tiny = arg in ("tiny", "tiny_t5")
     config = ml_collections.ConfigDict()
     config.job = "rest"  # pipeline in rlaif_jax/pipelines
     config.seed = 0  # Grow g samples from fold_in(fold_in(key(seed), 100), g); evaluations use fixed draws
     config.task = (
-        "toy" if tiny else ("sentiment" if arg == "smollm2" else "corpus")
+        ("translation" if t5 else "toy") if tiny else ("sentiment" if arg == "smollm2" else "corpus")
     )  # 'toy', 'translation', 'corpus', 'sentiment'
     config.model = config_defaults.model("tiny" if tiny else "smollm2")
     config.mesh = config_defaults.mesh()
@@ -107,15 +112,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.sft.data.max_length = 64 if tiny else 512  # prompt + translation + EOS fits (toy needs 16)
     config.sft.train.num_steps = 300 if tiny else 100  # BC steps (noise-0.5 toy: loss ~1.4; translation ~0.8)
     if arg == "paper":
-        # ReST §4 / Table 2 / App. A.3, IWSLT 2014 De->En. The paper's policy is a 6+6-layer encoder-decoder
-        # ("Tiny", d_model 512, 4 heads, FF 1024, sentencepiece 32k); ours is decoder-only: set a model.
-        config.model.name = ""  # set: path of the pretrained decoder-only model
+        # ReST §4 / Table 2 / App. A.3, IWSLT 2014 De->En, with the paper's encoder-decoder shape (set below).
         config.data.corpus = ""  # set: IWSLT 2014 De-En in the HF `translation` schema (hub name or local files)
         config.data.num_sources = 0  # all training sources
         config.data.num_original = 160_000  # all of D: IWSLT14 De-En has ~160k train pairs (UNVERIFIED, not read)
         config.data.num_eval = 7466  # Table 2: evaluation samples
         config.data.max_new_tokens = 128  # App. A.3: maximum decode length 128
-        config.data.max_prompt_length = 256  # UNVERIFIED (encoder input length not stated)
         config.data.use_chat_template = False  # plain prompt -> translation
         config.reward.metric = "chrf"  # the paper's reward is Metric X (normalised to [0, 1]): not public
         config.grow.num_steps = 1  # §4: 1 Grow step (main); Table 1 / Fig. 4 use 2
@@ -128,4 +130,17 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         config.sft_first = True  # BC on D = "BC G=0 I=0" (§2, §4)
         config.sft.data.max_length = 384  # prompt + 128 decoded tokens
         config.sft.train.num_steps = 500_000  # UNVERIFIED: BC steps (App. A.3 states 500k per Improve step)
+    if t5 or arg == "paper":
+        # An encoder-decoder policy, random-init, trained by BC then ReST (the SFT stage builds the same model).
+        for block in (config.model, config.sft.model):
+            block.name = "tiny_t5"
+            block.tiny_t5 = dict(config_defaults.TINY_T5)
+    if arg == "paper":
+        # App. A.3's IWSLT "Tiny" model: 6+6 layers, 4 heads, d_model 512, FF 1024. Its sentencepiece-32k vocabulary
+        # is not packaged: the byte tokenizer stands in (UNVERIFIED substitution; longer sequences).
+        for block in (config.model, config.sft.model):
+            block.tiny_t5.update(d_model=512, d_kv=128, d_ff=1024, num_heads=4, num_layers=6, num_decoder_layers=6)
+        config.data.max_prompt_length = 512  # bytes of a source sentence (UNVERIFIED with the byte tokenizer)
+    if t5:
+        config.sft.data.max_length = 48  # a source, and a translation + EOS, each within 48 bytes
     return config

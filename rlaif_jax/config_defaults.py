@@ -25,6 +25,26 @@ def mesh() -> ml_collections.ConfigDict:
     )
 
 
+# A random-init T5 (v1.1 layout) for the byte tokenizer: `config.model.name = 'tiny_t5'` with this `tiny_t5` block.
+TINY_T5 = dict(
+    vocab_size=259,
+    d_model=64,
+    d_kv=16,
+    d_ff=128,
+    num_layers=2,
+    num_decoder_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=32,
+    relative_attention_max_distance=64,
+    feed_forward_proj="gated-gelu",
+    tie_word_embeddings=False,
+    scale_decoder_outputs=False,
+    decoder_start_token_id=257,  # '<|im_start|>'
+    pad_token_id=258,
+    eos_token_ids=(258,),  # '<|im_end|>'
+)
+
+
 def model(arg: str) -> ml_collections.ConfigDict:
     """`config.model` for a size argument: 'tiny' (random init, seconds) or 'smollm2' (the real CPU model)."""
     if arg not in ("tiny", "smollm2"):

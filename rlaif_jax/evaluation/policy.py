@@ -9,8 +9,10 @@ import jax
 import numpy as np
 
 from rlaif_jax import distributed, sharding
+from rlaif_jax.losses import seq2seq
 from rlaif_jax.losses.logprobs import response_logprobs
 from rlaif_jax.models.loading import LanguageModel
+from rlaif_jax.models.t5 import EncoderDecoder
 from rlaif_jax.train import rollout as rollouts
 
 
@@ -18,11 +20,12 @@ def make_kl_fn(policy_module, prompt_length: int, temperature: float = 1.0):
     """Jitted: per-token log-ratio log π - log π_ref over the response of `[n, P + R]` sequences, `[n, R]`, both
     policies' logits divided by `temperature` (the distribution the samples were drawn from)."""
 
+    # An encoder-decoder reads the prompt columns as its encoder input and the response as its targets.
+    score = seq2seq.response_logprobs if isinstance(policy_module, EncoderDecoder) else response_logprobs
+
     def log_ratio(params, reference_params, tokens, attention_mask):
-        logprobs = response_logprobs(
-            policy_module, params, tokens, attention_mask, prompt_length, temperature=temperature
-        )
-        ref_logprobs = response_logprobs(
+        logprobs = score(policy_module, params, tokens, attention_mask, prompt_length, temperature=temperature)
+        ref_logprobs = score(
             policy_module, reference_params, tokens, attention_mask, prompt_length, temperature=temperature
         )
         return logprobs - ref_logprobs

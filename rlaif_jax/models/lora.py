@@ -79,8 +79,8 @@ def split(params: Any) -> tuple[Any, Any]:
 def split_trainable(params: Any, config) -> tuple[Any, Any]:
     """(trainable, frozen) of one model's params: without adapters (`config.lora_rank` 0) everything trains and
     frozen is None; with them, the adapters and the scalar head train and the base weights are frozen. Works on
-    arrays and on boxed abstract trees alike."""
-    if not config.lora_rank:
+    arrays and on boxed abstract trees alike. (A T5 config has no adapters: everything trains.)"""
+    if not getattr(config, "lora_rank", 0):
         return params, None
 
     def trained(path):

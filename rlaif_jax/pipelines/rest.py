@@ -37,12 +37,14 @@ from rlaif_jax.data import prompts as prompt_data
 from rlaif_jax.data import translation
 from rlaif_jax.data.jsonl import read_jsonl, write_jsonl
 from rlaif_jax.data.sentiment import sentiment_prompts
-from rlaif_jax.data.sft import tokenize_prompt_response
+from rlaif_jax.data.sft import tokenize_prompt_response, tokenize_source_target
 from rlaif_jax.data.toy import toy_rows
 from rlaif_jax.evaluation import policy as policy_eval
+from rlaif_jax.losses.seq2seq import seq2seq_sft_loss_fn
 from rlaif_jax.losses.sft import sft_loss_fn
 from rlaif_jax.models.loading import LanguageModel
 from rlaif_jax.models.setup import build_mesh
+from rlaif_jax.models.t5 import EncoderDecoder
 from rlaif_jax.pipelines.model_setup import initial_policy
 from rlaif_jax.rewards.gold import make_gold_reward
 from rlaif_jax.rewards.translation import TranslationReward
@@ -343,6 +345,7 @@ def run(config, workdir: str) -> dict:
     data = task_data(config)
     policy = initial_policy(_sft_stage(config, data.original_rows, workdir), workdir, mesh, rules)
     reference_params = policy.params  # the start policy: the KL reference, never trained
+    seq2seq = isinstance(policy.module, EncoderDecoder)  # a T5 policy: the source is its encoder's input
     prompt_length, max_new_tokens = config.data.max_prompt_length, config.data.max_new_tokens
 
     def encode(texts, split):
@@ -440,14 +443,25 @@ def run(config, workdir: str) -> dict:
                 )
                 results["steps"].append({**step, "skipped": "no rows above τ"})
                 break
-            examples = tokenize_prompt_response(
-                kept_rows,
-                policy.tokenizer,
-                max_length=prompt_length + max_new_tokens + 1,
-                use_chat_template=config.data.use_chat_template,
-                prompt_field="source",
-                response_field="output",
-            )
+            if seq2seq:  # the source is the encoder's input, the output the decoder's target
+                examples = tokenize_source_target(
+                    kept_rows,
+                    policy.tokenizer,
+                    max_source_length=prompt_length,
+                    max_target_length=max_new_tokens + 1,
+                    use_chat_template=config.data.use_chat_template,
+                    prompt_field="source",
+                    response_field="output",
+                )
+            else:
+                examples = tokenize_prompt_response(
+                    kept_rows,
+                    policy.tokenizer,
+                    max_length=prompt_length + max_new_tokens + 1,
+                    use_chat_template=config.data.use_chat_template,
+                    prompt_field="source",
+                    response_field="output",
+                )
             step_config = config.copy_and_resolve_references()
             step_config.optimizer.learning_rate = config.optimizer.learning_rate * improve.lr_decay**trained_in_grow
             left = train.stop_at_step - steps_done
@@ -455,7 +469,7 @@ def run(config, workdir: str) -> dict:
             step_dir = os.path.join(workdir, f"grow_{grow_index}", f"improve_{improve_index}")
             state, _, finished = fit(
                 lm=policy.replace(params=params),
-                loss_fn=sft_loss_fn(policy.module),
+                loss_fn=seq2seq_sft_loss_fn(policy.module) if seq2seq else sft_loss_fn(policy.module),
                 arrays=examples.arrays,
                 config=step_config,
                 workdir=step_dir,

@@ -9,35 +9,52 @@ from rlaif_jax import workdir as run_dir
 from rlaif_jax.data import hf_datasets
 from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.sentiment import review_rows
-from rlaif_jax.data.sft import TokenizedExamples, tokenize_prompt_response
+from rlaif_jax.data.sft import TokenizedExamples, tokenize_prompt_response, tokenize_source_target
 from rlaif_jax.data.toy import toy_rows
+from rlaif_jax.losses.seq2seq import seq2seq_sft_loss_fn
 from rlaif_jax.losses.sft import sft_loss_fn
 from rlaif_jax.models.setup import build_mesh, build_model
+from rlaif_jax.models.t5 import EncoderDecoder
 from rlaif_jax.train.loop import fit
 from rlaif_jax.train.step import model_params
 
 
-def load_sft_examples(data_config, tokenizer) -> TokenizedExamples:
+def _tokenize(rows, tokenizer, data_config, seq2seq: bool, **fields) -> TokenizedExamples:
+    """Decoder-only: prompt + response in one row of `max_length`; encoder-decoder (`seq2seq`): the prompt and the
+    response + EOS each within `max_length` tokens (`tokenize_source_target`)."""
+    if seq2seq:
+        return tokenize_source_target(
+            rows,
+            tokenizer,
+            max_source_length=data_config.max_length,
+            max_target_length=data_config.max_length,
+            use_chat_template=data_config.use_chat_template,
+            **fields,
+        )
+    return tokenize_prompt_response(
+        rows, tokenizer, max_length=data_config.max_length, use_chat_template=data_config.use_chat_template, **fields
+    )
+
+
+def load_sft_examples(data_config, tokenizer, *, seq2seq: bool = False) -> TokenizedExamples:
     """`config.data.train_file` (JSONL with prompt/response columns), 'toy' (the toy letters task), 'reviews' (the
     tiny sentiment task's demonstrations) or 'tldr' (CarperAI's TL;DR SFT split `config.data.split` from
-    `config.data.dataset_path`: '' = the hub, or a local copy)."""
+    `config.data.dataset_path`: '' = the hub, or a local copy); `seq2seq`: as an encoder-decoder's arrays."""
     if data_config.train_file == "tldr":
         path = data_config.get("dataset_path", "") or hf_datasets.TLDR_SFT
         rows = hf_datasets.load_tldr_sft(path, data_config.get("split", "train"))
-        return tokenize_prompt_response(
-            rows, tokenizer, max_length=data_config.max_length, use_chat_template=data_config.use_chat_template
-        )
+        return _tokenize(rows, tokenizer, data_config, seq2seq)
     if data_config.train_file == "toy":
         rows = toy_rows(data_config.toy_num_rows, seed=data_config.seed, noise=data_config.toy_noise)
     elif data_config.train_file == "reviews":
         rows = review_rows(data_config.toy_num_rows, seed=data_config.seed)
     else:
         rows = read_jsonl(data_config.train_file, (data_config.prompt_field, data_config.response_field))
-    return tokenize_prompt_response(
+    return _tokenize(
         rows,
         tokenizer,
-        max_length=data_config.max_length,
-        use_chat_template=data_config.use_chat_template,
+        data_config,
+        seq2seq,
         prompt_field=data_config.prompt_field,
         response_field=data_config.response_field,
     )
@@ -49,10 +66,11 @@ def run(config, workdir: str) -> dict:
     mesh = build_mesh(config)
     rules = sharding.normalize_rules(config.mesh.rules)
     lm = build_model(config.model, mesh, rules, strict=config.mesh.get("strict", False))
-    examples = load_sft_examples(config.data, lm.tokenizer)
+    seq2seq = isinstance(lm.module, EncoderDecoder)
+    examples = load_sft_examples(config.data, lm.tokenizer, seq2seq=seq2seq)
     state, last_metrics, finished = fit(
         lm=lm,
-        loss_fn=sft_loss_fn(lm.module),
+        loss_fn=seq2seq_sft_loss_fn(lm.module) if seq2seq else sft_loss_fn(lm.module),
         arrays=examples.arrays,
         config=config,
         workdir=workdir,

@@ -77,7 +77,11 @@ def _train_on_arrays(
     }
     # Tokens per example (all attention masks): the logged tokens/s counts them without gathering any batch.
     row_tokens = sum(
-        (arrays[name].reshape(num_examples, -1).sum(axis=1) for name in arrays if name.endswith("attention_mask")),
+        (
+            arrays[name].reshape(num_examples, -1).sum(axis=1)
+            for name in arrays
+            if name.endswith(("attention_mask", "target_mask"))
+        ),
         np.zeros(num_examples, np.int64),
     )
     rng = jax.random.key(config.seed)

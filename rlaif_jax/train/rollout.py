@@ -17,8 +17,10 @@ import jax
 import numpy as np
 
 from rlaif_jax import sampling
+from rlaif_jax.inference import seq2seq
 from rlaif_jax.losses.logprobs import response_logprobs, response_values  # noqa: F401  (re-exported)
 from rlaif_jax.models.loading import LanguageModel
+from rlaif_jax.models.t5 import EncoderDecoder
 
 RewardFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
@@ -60,9 +62,6 @@ def sample_rollout(
     `prompt_length` fixes P (prompts are left-padded to it) so that every rollout has the same shapes and the
     train step compiles once; default: the longest prompt.
     """
-    generated = sampling.generate(
-        policy, prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature, num_samples=num_samples, rng=rng
-    )
     longest = max(len(ids) for ids in prompt_ids)
     prompt_length = longest if prompt_length is None else prompt_length
     if longest > prompt_length:
@@ -71,11 +70,24 @@ def sample_rollout(
     pad_id = policy.config.pad_token_id if policy.config.pad_token_id is not None else 0
     tokens = np.full((n, prompt_length + max_new_tokens), pad_id, np.int32)
     attention_mask = np.zeros(tokens.shape, bool)
-    response_mask = np.arange(max_new_tokens)[None, :] < generated.lengths[:, None]
     for row in range(n):
         ids = prompt_ids[row // num_samples]
         tokens[row, prompt_length - len(ids) : prompt_length] = ids
         attention_mask[row, prompt_length - len(ids) : prompt_length] = True
+    if isinstance(policy.module, EncoderDecoder):  # the prompt is the encoder's input, read once per row
+        generated = seq2seq.generate(
+            policy,
+            tokens[:, :prompt_length],
+            attention_mask[:, :prompt_length],
+            max_new_tokens=max_new_tokens,
+            rng=rng,
+            temperature=temperature,
+        )
+    else:
+        generated = sampling.generate(
+            policy, prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature, num_samples=num_samples, rng=rng
+        )
+    response_mask = np.arange(max_new_tokens)[None, :] < generated.lengths[:, None]
     tokens[:, prompt_length:] = generated.tokens
     attention_mask[:, prompt_length:] = response_mask
     texts = [prompt_texts[row // num_samples] for row in range(n)]

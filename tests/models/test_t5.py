@@ -12,6 +12,7 @@ import transformers
 
 from rlaif_jax import models, sharding
 from rlaif_jax.inference import seq2seq
+from rlaif_jax.losses import seq2seq as seq2seq_losses
 from rlaif_jax.models import t5
 
 RNG = np.random.default_rng(3)
@@ -80,7 +81,7 @@ def test_greedy_generation_equals_transformers_for_32_tokens(tiny_hf_t5):
     for row, length, expected in zip(out.tokens, out.lengths, theirs):
         np.testing.assert_array_equal(row[:length], expected[:length])
     # The sampler's log-probs are the model's at the chosen tokens.
-    logps, _ = seq2seq.sequence_logprobs(
+    logps, _ = seq2seq_losses.sequence_logprobs(
         lm.module, lm.params, ENCODER_IDS, ENCODER_MASK, out.tokens, np.arange(32)[None] < out.lengths[:, None]
     )
     np.testing.assert_allclose(np.asarray(logps), out.logprobs.sum(axis=1), rtol=1e-5, atol=1e-4)
@@ -111,7 +112,7 @@ def test_sequence_logprobs_match_the_transformers_loss(tiny_hf_t5):
     targets = DECODER_IDS[:, 1:]
     target_mask = np.ones_like(targets)
     target_mask[1, 15:] = 0
-    logps, counts = seq2seq.sequence_logprobs(lm.module, lm.params, ENCODER_IDS, ENCODER_MASK, targets, target_mask)
+    logps, counts = seq2seq_losses.sequence_logprobs(lm.module, lm.params, ENCODER_IDS, ENCODER_MASK, targets, target_mask)
     labels = np.where(target_mask == 1, targets, -100)
     with torch.no_grad():
         logits = hf_model(

@@ -182,6 +182,10 @@ def test_markdown_table():
 def test_every_size_builds():
     assert load_config("paper").grow.num_samples == 100
     assert load_config("paper").grow.temperature == 0.8
+    policy = load_config("paper").model  # App. A.3's IWSLT "Tiny" encoder-decoder
+    assert policy.name == "tiny_t5"
+    assert (policy.tiny_t5.num_layers, policy.tiny_t5.num_decoder_layers, policy.tiny_t5.d_model) == (6, 6, 512)
+    assert (policy.tiny_t5.num_heads, policy.tiny_t5.d_ff) == (4, 1024)
     assert load_config("smollm2").reward.low == -1.0
     with pytest.raises(ValueError, match="unknown argument 'huge'"):
         load_config("huge")
