@@ -297,6 +297,8 @@ def load(
     else:
         raise ValueError(f"{path}: expected an HF model directory or a .gguf file")
     if hf_config.get("model_type") == "t5" and state is None:
+        if lora_fields.get("lora_rank"):
+            raise ValueError(f"{path}: LoRA adapters exist for the decoder-only families, not the T5 encoder-decoder")
         return _load_t5(path, hf_config, dtype=dtype, param_dtype=param_dtype, mesh=mesh, rules=rules, strict=strict)
     try:
         config = model_config.from_hf_dict(hf_config, **overrides)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rlaif_jax import models, sharding
 from rlaif_jax.models import lora
 from rlaif_jax.models.byte_tokenizer import byte_tokenizer
-from rlaif_jax.models.t5 import T5Config
 from rlaif_jax.models.config import RUNTIME_DEFAULTS
+from rlaif_jax.models.t5 import T5Config
 
 
 def runtime_options(model_config) -> dict:
@@ -28,6 +28,8 @@ def build_model(model_config, mesh, rules, *, strict: bool = False) -> models.La
     `strict` (`config.mesh.strict`): a sharding rule that cannot apply is an error, not a warning."""
     options = runtime_options(model_config)
     if model_config.name == "tiny_t5":  # a random-init T5 encoder-decoder of `model_config.tiny_t5`
+        if lora.config_fields(model_config.get("lora")).get("lora_rank"):
+            raise ValueError("config.model.lora.rank > 0: LoRA adapters exist for the decoder-only families, not T5")
         t5_config = T5Config(**dict(model_config.tiny_t5), dtype=options["dtype"], param_dtype=options["param_dtype"])
         return models.init_random(
             t5_config, seed=model_config.seed, tokenizer=byte_tokenizer(), mesh=mesh, rules=rules, strict=strict

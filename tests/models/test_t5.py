@@ -112,7 +112,9 @@ def test_sequence_logprobs_match_the_transformers_loss(tiny_hf_t5):
     targets = DECODER_IDS[:, 1:]
     target_mask = np.ones_like(targets)
     target_mask[1, 15:] = 0
-    logps, counts = seq2seq_losses.sequence_logprobs(lm.module, lm.params, ENCODER_IDS, ENCODER_MASK, targets, target_mask)
+    logps, counts = seq2seq_losses.sequence_logprobs(
+        lm.module, lm.params, ENCODER_IDS, ENCODER_MASK, targets, target_mask
+    )
     labels = np.where(target_mask == 1, targets, -100)
     with torch.no_grad():
         logits = hf_model(
@@ -163,3 +165,16 @@ def test_a_missing_tensor_and_bad_ids_are_named(tiny_hf_t5, tmp_path):
         lm.module.apply({"params": lm.params}, ENCODER_IDS.astype(np.float32), DECODER_IDS)
     with pytest.raises(ValueError, match="feed_forward_proj='swish'"):
         t5.T5Config(feed_forward_proj="swish")
+
+
+def test_lora_on_a_t5_is_refused_not_ignored(tiny_hf_t5):
+    from rlaif_jax import config_defaults
+    from rlaif_jax.models.setup import build_model
+
+    with pytest.raises(ValueError, match="not the T5 encoder-decoder"):
+        models.load(tiny_hf_t5()[0], lora=dict(rank=4))
+    block = config_defaults.model("tiny")
+    block.name, block.tiny_t5 = "tiny_t5", dict(config_defaults.TINY_T5)
+    block.lora.rank = 4
+    with pytest.raises(ValueError, match="not T5"):
+        build_model(block, None, None)
