@@ -23,8 +23,8 @@ def build_mesh(config):
 
 def build_model(model_config, mesh, rules, *, strict: bool = False) -> models.LanguageModel:
     """Loads `model_config.name` (path, alias, hub id or 'random:ARCH'), or random-initialises `model_config.tiny`
-    if 'tiny' (`model_config.tiny_t5`, a T5 encoder-decoder, if 'tiny_t5'), with the block's dtype / param_dtype / remat / attention / vocab_chunk_size / layer layout, and
-    fresh LoRA adapters when `model_config.lora.rank` > 0.
+    if 'tiny' (`model_config.tiny_t5`, a T5 encoder-decoder, if 'tiny_t5'), with the block's dtype / param_dtype /
+    remat / attention / vocab_chunk_size / layer layout, and fresh LoRA adapters when `model_config.lora.rank` > 0.
     `strict` (`config.mesh.strict`): a sharding rule that cannot apply is an error, not a warning."""
     options = runtime_options(model_config)
     if model_config.name == "tiny_t5":  # a random-init T5 encoder-decoder of `model_config.tiny_t5`
