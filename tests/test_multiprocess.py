@@ -52,11 +52,12 @@ def _run_one_process_two_devices(config, workdir, overrides):
     assert done.returncode == 0, done.stderr[-4000:]
 
 
-def _run_two_processes(config, workdir, overrides):
+def _launch_two(command: list[str], timeout: int = 600) -> list[str]:
+    """Runs `command` as processes 0 and 1 of a 2-process job (loopback coordinator); returns their stdouts."""
     port = _free_port()
     processes = [
         subprocess.Popen(
-            _main(config, workdir, overrides),
+            command,
             cwd=REPO,
             env=_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
             stdout=subprocess.PIPE,
@@ -65,9 +66,14 @@ def _run_two_processes(config, workdir, overrides):
         )
         for i in range(2)
     ]
-    outputs = [process.communicate(timeout=600) for process in processes]
+    outputs = [process.communicate(timeout=timeout) for process in processes]
     for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-4000:]
+    return [out for out, _ in outputs]
+
+
+def _run_two_processes(config, workdir, overrides):
+    _launch_two(_main(config, workdir, overrides))
 
 
 def _metrics(path):
@@ -146,23 +152,8 @@ print(json.dumps({"read_bytes": sum(read), "logits": np.asarray(logits).tolist()
 def test_two_processes_each_read_only_their_half_of_an_hf_checkpoint(tmp_path, tiny_hf_llama):
     directory, hf_model = tiny_hf_llama("llama_untied")
     total = sum(p.numel() * 4 for p in hf_model.state_dict().values())
-    port = _free_port()
-    command = [sys.executable, "-c", _LOAD_CHILD, directory]
-    processes = [
-        subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outputs = [process.communicate(timeout=300) for process in processes]
-    for process, (_, err) in zip(processes, outputs):
-        assert process.returncode == 0, err[-4000:]
-    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    outputs = _launch_two([sys.executable, "-c", _LOAD_CHILD, directory], timeout=300)
+    results = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
     lm = models.load(directory)
     tokens = np.arange(16, dtype=np.int32).reshape(2, 8) % 128
     expected = np.asarray(lm.module.apply({"params": lm.params}, tokens))

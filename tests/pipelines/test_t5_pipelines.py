@@ -2,7 +2,6 @@
 (`configs/rest.py:tiny_t5`) grows, filters and improves it on the synthetic translation task and runs on the IWSLT
 fixture."""
 
-import importlib.util
 import os
 import shutil
 
@@ -19,10 +18,7 @@ IWSLT = os.path.join(REPO, "tests", "data", "fixtures", "iwslt2017_de_en.jsonl")
 
 
 def load_rest_config(arg: str):
-    spec = importlib.util.spec_from_file_location("configs_rest", os.path.join(REPO, "configs", "rest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return config_defaults.load_config_file("rest", arg)
 
 
 def test_sft_trains_a_t5_and_exports_what_transformers_reads(tmp_path):
