@@ -302,3 +302,25 @@ def test_interrupted_run_resumes_bit_identically(toy_bc, tmp_path, monkeypatch):
     assert [s["num_kept"] for s in results["steps"]] == [
         len(rest.improve_filter(rest.read_grow_file(str(straight / f"grow_{g}.jsonl")), 0.5)) for g in (0, 1)
     ]
+
+
+def test_rest_improves_lora_adapters_on_the_bc_policy(toy_bc, tmp_path):
+    """`config.model.lora.rank`: Improve trains adapters on the BC weights (its checkpoints hold only them)."""
+    start_from_bc(toy_bc, tmp_path)
+    config = toy_config(
+        **{
+            "grow.num_steps": 1,
+            "improve.num_steps": 1,
+            "improve.thresholds": [0.7],
+            "improve.threshold_above_mean": False,
+            "model.lora.rank": 8,
+            "model.lora.alpha": 16.0,
+        }
+    )
+    results = rest.run(config, str(tmp_path))
+    step = results["steps"][0]
+    assert step["test"]["gold_reward"] > results["start"]["test"]["gold_reward"] + 0.05, results
+    checkpoints = tmp_path / "grow_0" / "improve_0" / "checkpoints"
+    metadata = json.loads(next(checkpoints.glob("*/default/_METADATA")).read_text())
+    params = [key for key in metadata["tree_metadata"] if key.startswith("('params'")]
+    assert params and all("lora_" in key for key in params)
