@@ -55,11 +55,8 @@ class T5Config:
         parse_dtype(self.param_dtype, key="param_dtype")
 
     def replace(self, **changes) -> T5Config:
+        """Returns a copy with `changes` applied."""
         return dataclasses.replace(self, **changes)
-
-    @property
-    def is_encoder_decoder(self) -> bool:
-        return True
 
 
 def relative_position_bucket(relative_position: jax.Array, bidirectional: bool, num_buckets: int, max_distance: int):
