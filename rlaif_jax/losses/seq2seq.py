@@ -9,6 +9,26 @@ import jax.numpy as jnp
 from rlaif_jax.models.t5 import EncoderDecoder
 
 
+def target_logprobs(
+    module: EncoderDecoder,
+    params,
+    encoder_ids: jax.Array,
+    encoder_mask: jax.Array,
+    target_ids: jax.Array,
+    temperature: float = 1.0,
+) -> jax.Array:
+    """log p_T(target token | encoder input, earlier targets) of every target position, `[batch, dec_len]`.
+
+    encoder_ids, encoder_mask: [batch, enc_len]; target_ids: [batch, dec_len]. The decoder reads the targets shifted
+    right behind `decoder_start_token_id` (teacher forcing); logits are divided by `temperature`.
+    """
+    start = jnp.full((target_ids.shape[0], 1), module.config.decoder_start_token_id, target_ids.dtype)
+    decoder_ids = jnp.concatenate([start, target_ids[:, :-1]], axis=1)
+    logits = module.apply({"params": params}, encoder_ids, decoder_ids, encoder_mask)
+    logprobs = jax.nn.log_softmax(logits / (temperature or 1.0), axis=-1)
+    return jnp.take_along_axis(logprobs, target_ids[..., None], axis=-1)[..., 0]
+
+
 def sequence_logprobs(
     module: EncoderDecoder,
     params,
@@ -20,13 +40,9 @@ def sequence_logprobs(
     """Summed log p(target | encoder input) of each row and its number of target tokens.
 
     encoder_ids, encoder_mask: [batch, enc_len]; target_ids, target_mask: [batch, dec_len] (right-padded, EOS
-    included, mask 1 on scored tokens). The decoder reads the targets shifted right behind
-    `decoder_start_token_id` (teacher forcing). Returns (logps float32 [batch], counts float32 [batch]).
+    included, mask 1 on scored tokens). Returns (logps float32 [batch], counts float32 [batch]).
     """
-    start = jnp.full((target_ids.shape[0], 1), module.config.decoder_start_token_id, target_ids.dtype)
-    decoder_ids = jnp.concatenate([start, target_ids[:, :-1]], axis=1)
-    logits = module.apply({"params": params}, encoder_ids, decoder_ids, encoder_mask)
-    token_logprobs = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), target_ids[..., None], axis=-1)[..., 0]
+    token_logprobs = target_logprobs(module, params, encoder_ids, encoder_mask, target_ids)
     mask = jnp.asarray(target_mask, bool)
     return jnp.sum(jnp.where(mask, token_logprobs, 0.0), axis=-1), jnp.sum(mask, axis=-1).astype(jnp.float32)
 
@@ -37,12 +53,14 @@ def response_logprobs(
     """log π_T of each response token of rollout rows laid out as the decoder-only ones: `tokens [n, P + R]`, the
     left-padded prompt (the encoder input, `attention_mask` on its real tokens) then the response (the decoder's
     targets). Returns `[n, R]` (padding after a response included; callers mask it)."""
-    encoder_ids, encoder_mask = tokens[:, :prompt_length], attention_mask[:, :prompt_length]
-    targets = tokens[:, prompt_length:]
-    start = jnp.full((targets.shape[0], 1), module.config.decoder_start_token_id, targets.dtype)
-    logits = module.apply({"params": params}, encoder_ids, jnp.concatenate([start, targets[:, :-1]], 1), encoder_mask)
-    logprobs = jax.nn.log_softmax(logits / (temperature or 1.0), axis=-1)
-    return jnp.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
+    return target_logprobs(
+        module,
+        params,
+        tokens[:, :prompt_length],
+        attention_mask[:, :prompt_length],
+        tokens[:, prompt_length:],
+        temperature,
+    )
 
 
 def seq2seq_sft_loss_fn(module: EncoderDecoder):

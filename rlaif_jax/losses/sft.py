@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from rlaif_jax.losses.logprobs import masked_sum, next_token_head, next_token_logprobs
+from rlaif_jax.losses.seq2seq import seq2seq_sft_loss_fn
+from rlaif_jax.models.t5 import EncoderDecoder
 
 
 def sft_token_nll(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -57,3 +59,9 @@ def sft_loss_fn(module) -> Any:
         return loss_sum, {"loss": (loss_sum, count), "token_accuracy": (masked_sum(correct, mask), count)}
 
     return loss_fn
+
+
+def supervised_loss_fn(module) -> Any:
+    """The SFT `loss_fn` of a model: `sft_loss_fn` for a decoder, `losses.seq2seq.seq2seq_sft_loss_fn` for an
+    encoder-decoder (whose batches hold encoder_tokens / target_tokens, `data.sft.tokenize_source_target`)."""
+    return seq2seq_sft_loss_fn(module) if isinstance(module, EncoderDecoder) else sft_loss_fn(module)

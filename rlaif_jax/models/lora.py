@@ -110,31 +110,21 @@ def _merge_layer(layer: dict, config) -> dict:
     group = config.num_heads // config.num_kv_heads
     attention, mlp = dict(layer["attention"]), dict(layer["mlp"])
 
-    def delta(block, target, spec):
+    def fold(block: dict, weight: str, target: str, spec: str, slot=None) -> None:
+        """block[weight] += scale * A @ B of `target` (on `[..., slot, :]` of a fused weight), dropping A and B."""
         a, b = block.pop(f"{PREFIX}{target}_a", None), block.pop(f"{PREFIX}{target}_b", None)
         if a is None:
-            return None
-        return scale * jnp.einsum(spec, a.astype(jnp.float32), b.astype(jnp.float32))
+            return
+        w = block[weight]
+        update = (scale * jnp.einsum(spec, a.astype(jnp.float32), b.astype(jnp.float32))).astype(w.dtype)
+        block[weight] = w + update if slot is None else w.at[..., slot, :].add(update)
 
-    qkv = attention["qkv_proj"]
-    parts = {"q": slice(0, group), "k": slice(group, group + 1), "v": slice(group + 1, group + 2)}
-    for target, columns in parts.items():
-        update = delta(attention, target, "...dr,...rkcf->...dkcf")
-        if update is not None:
-            qkv = qkv.at[..., columns, :].add(update.astype(qkv.dtype))
-    attention["qkv_proj"] = qkv
-    update = delta(attention, "o", "...hkr,...rd->...hkd")
-    if update is not None:
-        attention["o_proj"] = attention["o_proj"] + update.astype(attention["o_proj"].dtype)
-    gate_up = mlp["gate_up_proj"]
-    for index, target in enumerate(("gate", "up")):
-        update = delta(mlp, target, "...dr,...rf->...df")
-        if update is not None:
-            gate_up = gate_up.at[..., index, :].add(update.astype(gate_up.dtype))
-    mlp["gate_up_proj"] = gate_up
-    update = delta(mlp, "down", "...fr,...rd->...fd")
-    if update is not None:
-        mlp["down_proj"] = mlp["down_proj"] + update.astype(mlp["down_proj"].dtype)
+    for target, slot in (("q", slice(0, group)), ("k", slice(group, group + 1)), ("v", slice(group + 1, group + 2))):
+        fold(attention, "qkv_proj", target, "...dr,...rkcf->...dkcf", slot)  # slots: queries, key, value
+    fold(attention, "o_proj", "o", "...hkr,...rd->...hkd")
+    for slot, target in enumerate(("gate", "up")):
+        fold(mlp, "gate_up_proj", target, "...dr,...rf->...df", slot)
+    fold(mlp, "down_proj", "down", "...fr,...rd->...fd")
     return {**layer, "attention": attention, "mlp": mlp}
 
 

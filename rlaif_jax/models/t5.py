@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from rlaif_jax.models.config import parse_dtype
+from rlaif_jax.models.transformer import _matmul
 
 FEED_FORWARD = ("gated-gelu", "relu", "gated-relu", "gelu")
 _KERNEL_INIT = nn.initializers.normal(stddev=0.05)
@@ -78,10 +79,6 @@ def relative_position_bucket(relative_position: jax.Array, bidirectional: bool, 
     )
     large = jnp.minimum(large, num_buckets - 1)
     return buckets + jnp.where(is_small, relative_position, large)
-
-
-def _matmul(spec: str, x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
-    return jnp.einsum(spec, x, kernel.astype(dtype), preferred_element_type=jnp.float32).astype(dtype)
 
 
 class T5Norm(nn.Module):

@@ -40,8 +40,7 @@ from rlaif_jax.data.sentiment import sentiment_prompts
 from rlaif_jax.data.sft import tokenize_prompt_response, tokenize_source_target
 from rlaif_jax.data.toy import toy_rows
 from rlaif_jax.evaluation import policy as policy_eval
-from rlaif_jax.losses.seq2seq import seq2seq_sft_loss_fn
-from rlaif_jax.losses.sft import sft_loss_fn
+from rlaif_jax.losses.sft import supervised_loss_fn
 from rlaif_jax.models.loading import LanguageModel
 from rlaif_jax.models.setup import build_mesh
 from rlaif_jax.models.t5 import EncoderDecoder
@@ -469,7 +468,7 @@ def run(config, workdir: str) -> dict:
             step_dir = os.path.join(workdir, f"grow_{grow_index}", f"improve_{improve_index}")
             state, _, finished = fit(
                 lm=policy.replace(params=params),
-                loss_fn=seq2seq_sft_loss_fn(policy.module) if seq2seq else sft_loss_fn(policy.module),
+                loss_fn=supervised_loss_fn(policy.module),
                 arrays=examples.arrays,
                 config=step_config,
                 workdir=step_dir,

@@ -11,8 +11,7 @@ from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.sentiment import review_rows
 from rlaif_jax.data.sft import TokenizedExamples, tokenize_prompt_response, tokenize_source_target
 from rlaif_jax.data.toy import toy_rows
-from rlaif_jax.losses.seq2seq import seq2seq_sft_loss_fn
-from rlaif_jax.losses.sft import sft_loss_fn
+from rlaif_jax.losses.sft import supervised_loss_fn
 from rlaif_jax.models.setup import build_mesh, build_model
 from rlaif_jax.models.t5 import EncoderDecoder
 from rlaif_jax.train.loop import fit
@@ -70,7 +69,7 @@ def run(config, workdir: str) -> dict:
     examples = load_sft_examples(config.data, lm.tokenizer, seq2seq=seq2seq)
     state, last_metrics, finished = fit(
         lm=lm,
-        loss_fn=seq2seq_sft_loss_fn(lm.module) if seq2seq else sft_loss_fn(lm.module),
+        loss_fn=supervised_loss_fn(lm.module),
         arrays=examples.arrays,
         config=config,
         workdir=workdir,
