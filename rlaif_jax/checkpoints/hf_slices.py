@@ -117,6 +117,7 @@ class LazyLeaf:
     read: Callable[[Index], np.ndarray]
 
     def full(self) -> np.ndarray:
+        """The whole parameter, `shape`, read at once."""
         return self.read(tuple(slice(0, n) for n in self.shape))
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from rlaif_jax.data import batching
 from rlaif_jax.data.jsonl import read_jsonl
-from rlaif_jax.data.sft import tokenize_prompt_response
+from rlaif_jax.data.sft import tokenize_prompt_response, tokenize_source_target
 from rlaif_jax.models.byte_tokenizer import byte_tokenizer
 
 EOS = 258  # byte tokenizer: eos = pad = <|im_end|>
@@ -66,3 +66,21 @@ def test_batch_order_resumes_across_epochs_without_repeats():
     for epoch in range(4):
         assert sorted(flat[epoch * 10 : (epoch + 1) * 10]) == list(range(10))
     assert not np.array_equal(flat[:10], flat[10:20])  # reshuffled each epoch
+
+
+def test_source_target_rows_are_left_padded_sources_and_right_padded_targets_with_eos():
+    tokenizer = byte_tokenizer()
+    rows = [
+        {"prompt": "ab", "response": "xyz"},
+        {"prompt": "toolong", "response": "q"},
+        {"prompt": "c", "response": "12345"},
+    ]
+    examples = tokenize_source_target(rows, tokenizer, max_source_length=4, max_target_length=4)
+    assert (examples.num_dropped, examples.num_truncated, len(examples)) == (1, 1, 2)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    np.testing.assert_array_equal(examples.arrays["encoder_tokens"][0], [pad, pad, ord("a"), ord("b")])
+    np.testing.assert_array_equal(examples.arrays["encoder_attention_mask"][0], [0, 0, 1, 1])
+    np.testing.assert_array_equal(examples.arrays["target_tokens"][0], [ord("x"), ord("y"), ord("z"), eos])
+    np.testing.assert_array_equal(examples.arrays["target_tokens"][1], [ord(c) for c in "1234"])  # cut, no EOS
+    with pytest.raises(ValueError, match="every one of 1 rows was dropped: sources longer than 4 tokens"):
+        tokenize_source_target(rows[1:2], tokenizer, max_source_length=4, max_target_length=4)
