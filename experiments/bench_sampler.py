@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    lm = models.load(args.model, dtype=args.dtype)
+    lm = models.with_layer_layout(models.load(args.model, dtype=args.dtype), scan_layers=False)  # a fixed model
     hf_model = load_hf_reference(models.loading._resolve(args.model))
     results = []
     bandwidth = streaming_read_bandwidth()

@@ -3,6 +3,12 @@
 Prompts are left-padded into a batch; batch size and lengths are rounded up to buckets so that new sizes rarely
 recompile. Each sampled token comes with its log-probability under the raw model (what RL needs, computed here once
 so that sampler and trainer cannot drift) and under the distribution actually sampled from.
+
+The sampler reads the parameters in the layout they are in: stacked layers (`scan_layers`, how the library trains)
+are read one layer slice at a time inside the decode scan, with no copy of the parameters per call, so an RL loop
+samples from the sharded train-state params as they are. A model that samples many times without changing (a
+labeler, an evaluation policy) can be unstacked once (`models.with_layer_layout(lm, scan_layers=False)`): per-layer
+buffers decode a few percent faster on CPU (see `experiments/results/rl_speed.md`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import numpy as np
 
 from rlaif_jax import distributed, sharding
 from rlaif_jax.models.kv_cache import init_cache, repeat_rows
-from rlaif_jax.models.loading import LanguageModel, with_layer_layout
+from rlaif_jax.models.loading import LanguageModel
 from rlaif_jax.models.transformer import Transformer
 
 _MAX_STOP_TOKENS = 8
@@ -216,7 +222,7 @@ def generate(
     """Samples `num_samples` continuations of each prompt.
 
     Args:
-      lm: the model (params may be sharded on `lm.mesh`).
+      lm: the model (params may be sharded on `lm.mesh`; read in place, stacked or per layer: no copy).
       prompts: token-id lists of different lengths, or an int array `[batch, seq]` without padding.
       max_new_tokens: tokens to generate at most; each row stops at a stop token (default: the model's EOS ids).
       rng: a JAX key (fold_in(rng, step) draws each step's tokens); may be None when temperature == 0.
@@ -227,7 +233,6 @@ def generate(
       GenerationOutput with `[len(prompts) * num_samples, max_new_tokens]` arrays.
     """
     token_lists = _as_token_lists(prompts)
-    lm = with_layer_layout(lm, scan_layers=False)  # per-layer buffers decode faster than slices of stacked ones
     greedy = temperature == 0
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0 or num_samples < 1 or max_new_tokens < 1:
         raise ValueError(

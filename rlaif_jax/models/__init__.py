@@ -3,7 +3,7 @@ export back to HF."""
 
 from rlaif_jax.models.config import ModelConfig
 from rlaif_jax.models.kv_cache import init_cache
-from rlaif_jax.models.loading import LanguageModel, init_random, load, save_hf
+from rlaif_jax.models.loading import LanguageModel, init_random, load, save_hf, with_layer_layout
 from rlaif_jax.models.t5 import EncoderDecoder, T5Config
 from rlaif_jax.models.transformer import Transformer
 
@@ -17,4 +17,5 @@ __all__ = [
     "init_random",
     "load",
     "save_hf",
+    "with_layer_layout",
 ]

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from tqdm import tqdm
 
-from rlaif_jax import sampling, sharding
+from rlaif_jax import models, sampling, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.tokenize import encode_prompt
@@ -28,9 +28,9 @@ def read_prompts(path: str) -> list[str]:
     """Prompts from a .txt file (one per non-empty line) or a .jsonl file (a string field "prompt" per row)."""
     if path.endswith(".jsonl"):
         return [row["prompt"] for row in read_jsonl(path, ("prompt",))]
-    if not os.path.isfile(path):
+    if not run_dir.exists(path):
         raise FileNotFoundError(f"prompts_file not found: {path}")
-    with open(path, encoding="utf-8") as f:
+    with run_dir.path(path).open(encoding="utf-8") as f:
         prompts = [line.rstrip("\n") for line in f if line.strip()]
     if not prompts:
         raise ValueError(f"{path}: no prompts")
@@ -43,9 +43,9 @@ def _answered(path: str, num_samples: int) -> int:
     Rows past the first prompt that lacks a sample (a batch cut off by a kill, a torn last line) are dropped by an
     atomic rewrite, never by rewriting the rows before them in place.
     """
-    if not os.path.exists(path):
+    if not run_dir.exists(path):
         return 0
-    with open(path, encoding="utf-8") as f:
+    with run_dir.path(path).open(encoding="utf-8") as f:
         lines = f.readlines()
     complete = [line for line in lines if line.endswith("\n")]
     indices = [json.loads(line)["prompt_index"] for line in complete]
@@ -72,6 +72,7 @@ def run(config, workdir: str) -> str:
     mesh = build_mesh(config)
     rules = sharding.normalize_rules(config.mesh.rules)
     lm = build_model(config.model, mesh, rules, strict=config.mesh.get("strict", False))
+    lm = models.with_layer_layout(lm, scan_layers=False)  # a fixed model: unstacked once, decodes faster
     sampling_config = config.sampling
     token_ids = []
     for index, prompt in enumerate(prompts):
@@ -86,7 +87,7 @@ def run(config, workdir: str) -> str:
 
     rng = jax.random.key(config.seed)
     generated_tokens, start = 0, time.perf_counter()
-    with open(output_path, "a", encoding="utf-8") as out, run_dir.MetricsWriter(workdir, tensorboard=False) as metrics:
+    with run_dir.open_append(output_path) as out, run_dir.MetricsWriter(workdir, tensorboard=False) as metrics:
         batch_starts = range(done, len(prompts), config.batch_size)
         for batch_start in tqdm(batch_starts, desc="generating", unit="batch"):
             batch = list(range(batch_start, min(batch_start + config.batch_size, len(prompts))))

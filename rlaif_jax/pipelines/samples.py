@@ -19,7 +19,7 @@ import os
 import jax
 import numpy as np
 
-from rlaif_jax import sampling, sharding
+from rlaif_jax import models, sampling, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.data import prompts as prompt_data
 from rlaif_jax.data.jsonl import write_jsonl
@@ -72,12 +72,13 @@ def run(config, workdir: str) -> dict:
     gold_fn = make_gold_reward(config.gold_reward) if config.gold_reward else None
     run_dir.write_config(config, workdir)
     summary_path = os.path.join(workdir, SUMMARY_FILE)
-    if os.path.exists(summary_path) and os.path.exists(os.path.join(workdir, PAIRS_FILE)):
+    if run_dir.exists(summary_path) and run_dir.exists(os.path.join(workdir, PAIRS_FILE)):
         return run_dir.cached_json(summary_path, dict)
     mesh = build_mesh(config)
     policy = build_model(
         config.model, mesh, sharding.normalize_rules(config.mesh.rules), strict=config.mesh.get("strict", False)
     )
+    policy = models.with_layer_layout(policy, scan_layers=False)  # a fixed model: unstacked once, decodes faster
     prompts = prompt_data.load_prompts(config.prompts, config.split, config.seed, config.num_prompts)
     ids = prompt_data.encode_prompts(
         policy.tokenizer,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from rlaif_jax import sampling, sharding
+from rlaif_jax import models, sampling, sharding
 from rlaif_jax import workdir as run_dir
 from rlaif_jax.data import prompts as prompt_data
 from rlaif_jax.data.jsonl import read_jsonl
@@ -85,7 +85,7 @@ def policy_completions(
     `config.batch_size` prompts a call)."""
     if policy_config.generations_file:
         return read_generations(policy_config.generations_file, prompts)
-    lm = load_model(policy_config.model)
+    lm = models.with_layer_layout(load_model(policy_config.model), scan_layers=False)  # unstacked once
     prompt_ids = prompt_data.encode_prompts(
         lm.tokenizer,
         prompts,

@@ -321,3 +321,33 @@ def test_filtered_sampling_stays_in_the_filter(lm, filters, record_diff):
         np.testing.assert_allclose(out.logprobs[row], raw, rtol=0, atol=1e-4)
     record_diff(f"filtered sampling logprobs {filters}", worst, 1e-4)
     assert worst <= 1e-4
+
+
+def test_generate_reads_stacked_params_in_place_without_a_copy(make_tiny_lm, monkeypatch, record_diff):
+    """The sampler decodes from the params as they are trained (stacked layers, scanned): the jitted sampler gets
+    the very same arrays, and its compiled temp memory is a fraction of the weights (no per-layer copy is made).
+    Tokens equal those decoded from an unstacked copy; log-probs to 1e-5."""
+    fields = dict(hidden_size=128, intermediate_size=512, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=32)
+    stacked = make_tiny_lm(seed=5, scan_layers=True, **fields)
+    seen = []
+    original = sampling._generate_tokens
+
+    def spy(module, params, *args, **kwargs):
+        compiled = original.lower(module, params, *args, **kwargs).compile()
+        seen.append((params, compiled.memory_analysis().temp_size_in_bytes))
+        return original(module, params, *args, **kwargs)
+
+    monkeypatch.setattr(sampling, "_generate_tokens", spy)
+    out = _greedy(stacked, PROMPTS)
+    ((params, temp_bytes),) = seen
+    assert params is stacked.params  # the train-state tree itself, not a converted copy
+    assert {x.shape[0] for x in jax.tree.leaves(stacked.params["layers"])} == {4}  # and it is the stacked layout
+    weight_bytes = sum(x.nbytes for x in jax.tree.leaves(stacked.params))
+    record_diff("sampler temp bytes / weight bytes (stacked params)", temp_bytes / weight_bytes, 0.5)
+    assert temp_bytes < 0.5 * weight_bytes  # a copy of the weights inside the sampler would alone be 1.0
+    unstacked = models.with_layer_layout(stacked, scan_layers=False)
+    assert "layers_0" in unstacked.params
+    reference = _greedy(unstacked, PROMPTS)
+    np.testing.assert_array_equal(out.tokens, reference.tokens)
+    diff = record_diff("logprobs |stacked - unstacked decode|", np.abs(out.logprobs - reference.logprobs).max(), 1e-5)
+    assert diff <= 1e-5
