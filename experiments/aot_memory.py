@@ -79,6 +79,7 @@ def main(argv):
     for name in ("argument_bytes", "output_bytes", "alias_bytes", "temp_bytes", "peak_estimate_bytes"):
         print(f"  {name:22s} {stats[name] / gib:8.3f} GiB per device")
     print(f"  {'flops':22s} {stats['flops'] / 1e12:8.3f} TFLOP per device per step")
+    print(f"  {'collectives':22s} {stats['collectives']} (a scanned layer's body counted once)")
     record = {
         "config": sys.argv[1] if len(sys.argv) > 1 else "",
         "job": config.job,

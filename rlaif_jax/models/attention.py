@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
+from jax.sharding import PartitionSpec
 
 _HALF = (jnp.bfloat16, jnp.float16)
 SPLASH_BLOCK = 128  # splash attention tiles the sequence in blocks of this many tokens
@@ -98,14 +101,47 @@ def _warn_once(message: str) -> None:
 
 def _splash_attention(q, k, v, key_valid, *, scale: float, interpret: bool | None = None):
     """Causal splash attention (TPU Pallas kernel; `interpret` runs it on any backend, for tests). Padding is a
-    segment: real tokens (segment 1) attend to real tokens only, padding (segment 0) to padding."""
+    segment: real tokens (segment 1) attend to real tokens only, padding (segment 0) to padding.
+
+    A Pallas kernel is opaque to XLA's partitioner, which would gather its inputs whole onto every device; under a
+    multi-device mesh (`jax.set_mesh`, as `sharding.activate` sets) the kernel therefore runs in a `shard_map`, on
+    each device's rows (`activation_batch`) and heads (`activation_heads`), as the logical-axis rules place them."""
+    if q.shape[1] % SPLASH_BLOCK:
+        raise ValueError(f"attention='splash' needs a sequence length divisible by {SPLASH_BLOCK}; got {q.shape[1]}")
+    mesh = jax.sharding.get_abstract_mesh()
+    if interpret is None:  # the Mosaic kernel where the mesh's devices are TPUs (a deviceless TPU compile included)
+        device = None if mesh.empty else getattr(mesh, "abstract_device", None)
+        interpret = (jax.default_backend() if device is None else device.platform) != "tpu"
+    local = functools.partial(_splash_local, scale=scale, interpret=interpret)
+    if mesh.empty or mesh.size == 1:
+        return local(q, k, v, key_valid)
+    batch_axes, head_axes = splash_partition(mesh, q.shape, k.shape)
+    qkv = PartitionSpec(batch_axes, None, head_axes, None)
+    return jax.shard_map(
+        local, mesh=mesh, in_specs=(qkv, qkv, qkv, PartitionSpec(batch_axes, None)), out_specs=qkv, check_vma=False
+    )(q, k, v, key_valid)
+
+
+def splash_partition(mesh, q_shape, kv_shape) -> tuple:
+    """(batch mesh axes, head mesh axes) that splash attention's `shard_map` splits q/k/v `[batch, seq, heads,
+    head_dim]` over: those of the current logical-axis rules for `activation_batch` and `activation_heads`, each
+    kept only if it divides the batch (the query and the kv heads); None where nothing applies (replicated)."""
+    batch_axes, _, head_axes, _ = nn.logical_to_mesh_axes(("activation_batch", None, "activation_heads", None))
+
+    def fitting(axes, *sizes):
+        names = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
+        names = tuple(name for name in names if name in mesh.shape)
+        ways = math.prod(mesh.shape[name] for name in names)
+        return (names if len(names) > 1 else names[0]) if names and not any(n % ways for n in sizes) else None
+
+    return fitting(batch_axes, q_shape[0]), fitting(head_axes, q_shape[2], kv_shape[2])
+
+
+def _splash_local(q, k, v, key_valid, *, scale: float, interpret: bool):
+    """Splash attention over the rows and heads at hand (one device's, inside the `shard_map`)."""
     from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
 
-    batch, seq, heads, _ = q.shape
-    if seq % SPLASH_BLOCK:
-        raise ValueError(f"attention='splash' needs a sequence length divisible by {SPLASH_BLOCK}; got {seq}")
-    if interpret is None:
-        interpret = jax.default_backend() != "tpu"
+    seq, heads = q.shape[1], q.shape[2]
     block = min(seq, 512)
     block_sizes = splash.BlockSizes(
         block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block, block_kv_dkv=block,

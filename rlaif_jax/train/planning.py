@@ -293,7 +293,25 @@ def compile_stats(plan: StepPlan) -> dict[str, Any]:
         stats["argument_bytes"] + stats["output_bytes"] - stats["alias_bytes"] + stats["temp_bytes"]
     )
     stats["model_flops"] = plan.model_flops / plan.mesh.size  # per device; XLA's 'flops' counts a loop body once
+    try:
+        stats["collectives"] = collective_counts(compiled.as_text())
+    except jax.errors.JaxRuntimeError:  # libtpu 0.0.52 cannot print some v5p modules (an async-update RET_CHECK)
+        stats["collectives"] = None
     return stats
+
+
+COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
+
+
+def collective_counts(hlo_text: str) -> dict[str, int]:
+    """How many instructions of each collective (`COLLECTIVES`; async `-start` halves counted once) a compiled
+    module's HLO text holds: in a scanned step a loop body's collectives count once, like XLA's 'flops'."""
+    counts = dict.fromkeys(COLLECTIVES, 0)
+    for line in hlo_text.splitlines():
+        for name in COLLECTIVES:
+            if f" {name}(" in line or f" {name}-start(" in line:
+                counts[name] += 1
+    return counts
 
 
 def materialize(plan: StepPlan, seed: int = 0) -> tuple[Any, dict[str, jax.Array], Any]:

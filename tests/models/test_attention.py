@@ -5,7 +5,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
+from rlaif_jax import sharding
 from rlaif_jax.models import attention
 
 
@@ -75,6 +77,58 @@ def test_splash_attention_in_interpret_mode_matches_values_and_gradients(record_
     expected = jax.grad(lambda *x: loss(reference, *x), argnums=(0, 1, 2))(q, k, v)
     for got_grad, want_grad in zip(grads, expected):
         np.testing.assert_allclose(got_grad, want_grad, atol=1e-5)
+
+
+def test_splash_attention_on_a_mesh_runs_per_shard_and_matches_values_and_gradients(record_diff):
+    """On a data=2 × fsdp=2 × tensor=2 mesh the kernel runs in a shard_map over rows and heads: no collective in the
+    compiled forward or backward but the loss's scalar sum (XLA's partitioner would otherwise gather q/k/v whole onto
+    every device), and the
+    values and gradients equal the einsum reference's."""
+    mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2, devices=jax.devices()[:8])
+    rules = sharding.DEFAULT_RULES
+    q, k, v, valid = _qkv(seq=128, batch=4)
+    spec = NamedSharding(mesh, PartitionSpec(("data", "fsdp"), None, "tensor", None))
+    q, k, v = (jax.device_put(x, spec) for x in (q, k, v))
+    valid_rows = jax.device_put(jnp.asarray(valid), NamedSharding(mesh, PartitionSpec(("data", "fsdp"), None)))
+    real = jnp.asarray(valid)[..., None, None]
+    weights = jnp.linspace(-1, 1, 16)
+
+    def loss(q, k, v, key_valid):
+        out = attention._splash_attention(q, k, v, key_valid, scale=16**-0.5, interpret=True)
+        return jnp.sum(jnp.where(real, out, 0.0) * weights), out
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True))
+    with sharding.activate(mesh, rules):
+        assert attention.splash_partition(jax.sharding.get_abstract_mesh(), q.shape, k.shape) == (
+            ("data", "fsdp"),
+            "tensor",
+        )
+        compiled_text = step.lower(q, k, v, valid_rows).compile().as_text()
+        (_, got), grads = step(q, k, v, valid_rows)
+    for collective in ("all-gather", "all-to-all", "collective-permute"):
+        assert collective not in compiled_text
+    reductions = [line for line in compiled_text.splitlines() if " all-reduce(" in line]
+    assert all(" = f32[] all-reduce(" in line for line in reductions)  # only the loss's scalar sum
+    assert got.sharding.spec == spec.spec  # the output stays split like the inputs
+    reference = lambda q, k, v: attention.reference_attention(  # noqa: E731
+        q, k, v, jnp.asarray(valid)[:, None, None, :], causal=True
+    )
+    want = reference(q, k, v)
+    assert record_diff("splash on a 2×2×2 mesh max|Δ|", jnp.max(jnp.abs((got - want)[valid])), 1e-5) <= 1e-5
+    expected = jax.grad(lambda *x: jnp.sum(jnp.where(real, reference(*x), 0.0) * weights), argnums=(0, 1, 2))(q, k, v)
+    for got_grad, want_grad in zip(grads, expected):
+        np.testing.assert_allclose(got_grad, want_grad, atol=1e-5)
+
+
+def test_splash_partition_keeps_only_mesh_axes_that_divide():
+    """Heads stay whole when the kv heads do not split over `tensor`; rows stay whole when the batch does not
+    split over the data axes."""
+    mesh = sharding.make_mesh(data=1, fsdp=2, tensor=4, devices=jax.devices()[:8])
+    with sharding.activate(mesh, sharding.DEFAULT_RULES):
+        abstract = jax.sharding.get_abstract_mesh()
+        assert attention.splash_partition(abstract, (4, 128, 8, 16), (4, 128, 4, 16)) == (("data", "fsdp"), "tensor")
+        assert attention.splash_partition(abstract, (4, 128, 8, 16), (4, 128, 2, 16)) == (("data", "fsdp"), None)
+        assert attention.splash_partition(abstract, (3, 128, 8, 16), (3, 128, 4, 16)) == (None, "tensor")
 
 
 def test_auto_picks_xla_on_cpu_cudnn_on_gpu_splash_on_tpu(monkeypatch):

@@ -28,6 +28,8 @@ def test_every_job_compiles_from_shapes_and_runs_on_materialised_arrays(name, ar
     assert stats["argument_bytes"] > 0 and stats["temp_bytes"] > 0 and stats["model_flops"] > 0
     # The donated train state is what the arguments hold (online RL: its state; the frozen reference is unused).
     assert stats["alias_bytes"] <= stats["argument_bytes"]
+    assert set(stats["collectives"]) == set(planning.COLLECTIVES)
+    assert stats["collectives"]["all-gather"] > 0  # fsdp=2 gathers each weight before its matmul
     state, batch_arrays, frozen = planning.materialize(plan)
     new_state, metrics = plan.train_step(state, batch_arrays, jax.random.key(0), frozen)
     assert int(new_state["step"]) == 1 and np.isfinite(float(metrics["loss"]))
