@@ -135,11 +135,10 @@ def _check_stage_rerun(name: str, effective: dict, workdir: str) -> dict | None:
 
     stage_dir = os.path.join(workdir, name)
     done_path = os.path.join(stage_dir, STAGE_DONE_FILE)
-    if not os.path.exists(done_path):
+    if not run_dir.exists(done_path):
         rerun_guard.check_workdir(effective, stage_dir)
         return None
-    with open(done_path, encoding="utf-8") as f:
-        done = json.load(f)
+    done = json.loads(run_dir.read_text(done_path))
     rerun_guard.check_rerun(done["config"], effective, done_path)
     return done
 

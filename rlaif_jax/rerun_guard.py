@@ -163,14 +163,15 @@ def check_rerun(old: Mapping, new: Mapping, config_path: str) -> None:
 def check_num_steps(new: Mapping, workdir: str) -> None:
     """Raises ConfigChangedError when `new['train']['num_steps']` is below the newest checkpoint step saved in
     `workdir/checkpoints/` (a shorter re-run would export the longer run's weights as its own)."""
+    from rlaif_jax import workdir as run_dir
     from rlaif_jax.checkpoints.orbax_state import CHECKPOINT_DIR
 
     train = new.get("train")
     num_steps = train.get("num_steps") if isinstance(train, Mapping) else None
     directory = os.path.join(workdir, CHECKPOINT_DIR)
-    if not isinstance(num_steps, int) or num_steps <= 0 or not os.path.isdir(directory):
+    if not isinstance(num_steps, int) or num_steps <= 0 or not run_dir.path(directory).is_dir():
         return  # 0: derived from epochs by the job (train/loop.fit checks the derived number)
-    steps = [int(name) for name in os.listdir(directory) if name.isdigit()]
+    steps = [int(entry.name) for entry in run_dir.path(directory).iterdir() if entry.name.isdigit()]
     if steps and max(steps) > num_steps:
         raise ConfigChangedError(
             f"{directory} has a checkpoint at step {max(steps)}, past train.num_steps={num_steps}; nothing was "
@@ -184,13 +185,12 @@ def check_workdir(new: Mapping, workdir: str) -> None:
     ConfigChangedError when `new` (the config dict about to be written) changes a results-changing key
     (`check_rerun`), sets `train.num_steps` below the latest checkpoint (`check_num_steps`), or the file is not
     JSON. Without one, returns: a fresh workdir."""
-    from rlaif_jax.workdir import CONFIG_FILE
+    from rlaif_jax import workdir as run_dir
 
-    config_path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(config_path):
+    config_path = os.path.join(workdir, run_dir.CONFIG_FILE)
+    if not run_dir.exists(config_path):
         return
-    with open(config_path, encoding="utf-8") as f:
-        text = f.read()
+    text = run_dir.read_text(config_path)
     try:
         old = json.loads(text)
     except json.JSONDecodeError as error:
@@ -212,10 +212,16 @@ def replace_workdir(workdir: str, now: datetime.datetime | None = None) -> str |
     start afresh there; returns the new name, or None when there was nothing to move.
 
     With several processes every one calls it; process 0 moves the directory (and alone returns its new name)
-    while the others wait, so none writes into the old run.
+    while the others wait, so none writes into the old run. A workdir on an object store is not moved (that would
+    copy every object): it raises a ValueError saying so.
     """
-    from rlaif_jax.workdir import one_writer
+    from rlaif_jax.workdir import is_local, one_writer
 
+    if not is_local(workdir):
+        raise ValueError(
+            f"--config.overwrite=True: {workdir} is on an object store, where moving a run copies every object; "
+            f"delete it or use a new --workdir"
+        )
     workdir = os.path.abspath(workdir)
     with one_writer(workdir + ".replaced") as writing:
         if not writing or not os.path.isdir(workdir) or not os.listdir(workdir):

@@ -3,20 +3,27 @@
 With several processes, process 0 alone writes (`distributed.is_writer`); every process calls the same writers,
 which wait for all of them before and after the write (`distributed.barrier`), so every process sees the same files
 at the same point of the job: a file one checks for cannot appear until every process has checked.
+
+A workdir is a local path or any URI `etils.epath` reads (`gs://bucket/run`, `s3://...`): every file of the library's
+run directories goes through `path()`. On an object store a file appears whole when its writer closes (so writes
+are atomic without a rename) and an appended file (metrics, TensorBoard events, JSONL outputs) is rewritten whole at
+each flush, as object stores have no append. Orbax writes checkpoints to such a URI itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from rlaif_jax import distributed
 
@@ -28,6 +35,37 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
 Scalar = float | int | np.ndarray | np.generic | jax.Array
+
+
+def path(name: str | os.PathLike, *parts: str) -> epath.Path:
+    """`name` (joined with `parts`) as an `epath.Path`: a local path or a `gs://` / `s3://` URI, with one
+    pathlib-like API for both."""
+    return epath.Path(name).joinpath(*parts)
+
+
+def is_local(name: str | os.PathLike) -> bool:
+    """Whether `name` is a path on this machine's file system (not a `scheme://` URI)."""
+    return "://" not in os.fspath(name)
+
+
+def absolute(name: str | os.PathLike) -> str:
+    """`name` made absolute if local; a URI as it is (`os.path.abspath` would turn `gs://b` into `CWD/gs:/b`)."""
+    return os.path.abspath(name) if is_local(name) else os.fspath(name)
+
+
+def exists(name: str | os.PathLike) -> bool:
+    """Whether a file or directory `name` exists (local or URI)."""
+    return path(name).exists()
+
+
+def read_text(name: str | os.PathLike) -> str:
+    """The UTF-8 text of file `name` (local or URI)."""
+    return path(name).read_text(encoding="utf-8")
+
+
+def makedirs(name: str | os.PathLike) -> None:
+    """Creates directory `name` and its parents if missing (a no-op on object stores, which have no directories)."""
+    path(name).mkdir(parents=True, exist_ok=True)
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> str:
@@ -64,28 +102,26 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, *, guard: bool
     """
     from rlaif_jax import rerun_guard
 
-    path = os.path.join(workdir, CONFIG_FILE)
+    config_path = os.path.join(workdir, CONFIG_FILE)
     text = config_to_json(config)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old_text = f.read()
-        if old_text == text:
-            return path
+    if exists(config_path):
+        if read_text(config_path) == text:
+            return config_path
         if guard:
             rerun_guard.check_workdir(json.loads(text), workdir)
-        with one_writer(path + ".prev") as writing:
+        with one_writer(config_path + ".prev") as writing:
             if writing:
-                os.rename(path, f"{path}.prev-{_next_prev_index(workdir)}")
-    os.makedirs(workdir, exist_ok=True)
-    write_text_atomic(path, text)
-    return path
+                path(config_path).rename(f"{config_path}.prev-{_next_prev_index(workdir)}")
+    makedirs(workdir)
+    write_text_atomic(config_path, text)
+    return config_path
 
 
 def _next_prev_index(workdir: str) -> int:
     prefix = CONFIG_FILE + ".prev-"
     taken = [
         int(name[len(prefix) :])
-        for name in os.listdir(workdir)
+        for name in (entry.name for entry in path(workdir).iterdir())
         if name.startswith(prefix) and name[len(prefix) :].isdigit()
     ]
     return max(taken, default=0) + 1
@@ -132,6 +168,11 @@ def write_atomic(path: str, write_to: Callable[[BinaryIO], Any]) -> None:
 
 def _write_atomic_here(path: str, write_to: Callable[[BinaryIO], Any]) -> None:
     """`write_atomic` in this process alone (no barriers): for a writer already inside `_one_writer`."""
+    if not is_local(path):  # an object store publishes an object whole; a writer that fails uploads nothing
+        buffer = io.BytesIO()
+        write_to(buffer)
+        _epath(path).write_bytes(buffer.getvalue())
+        return
     with _replacing(path) as (fd, _), os.fdopen(fd, "wb") as f:
         write_to(f)
         f.flush()
@@ -143,6 +184,12 @@ def write_path_atomic(path: str, write_to_path: Callable[[str], Any]) -> None:
     writes the whole temp file, which is then fsynced and renamed over `path`."""
     with one_writer(path) as writing:
         if not writing:
+            return
+        if not is_local(path):  # the writer needs a local file: write one, then upload it whole
+            with tempfile.TemporaryDirectory() as local_dir:
+                local = os.path.join(local_dir, os.path.basename(path))
+                write_to_path(local)
+                _epath(path).write_bytes(epath.Path(local).read_bytes())
             return
         with _replacing(path) as (fd, tmp):
             os.close(fd)
@@ -169,8 +216,7 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
 
 
 def _parse_metrics(path: str) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+    lines = read_text(path).split("\n")
     # split() leaves "" after a trailing newline, else the unterminated last line.
     last = len(lines)
     records = []
@@ -195,7 +241,7 @@ def truncate_metrics(workdir: str, step: int) -> None:
     A missing file is left missing.
     """
     path = os.path.join(workdir, METRICS_FILE)
-    if not os.path.exists(path):
+    if not exists(path):
         return
     kept = [r for r in _parse_metrics(path) if r["step"] <= step]
     text = "".join(json.dumps(r) + "\n" for r in kept)
@@ -231,7 +277,7 @@ class MetricsWriter:
 
     def __init__(self, workdir: str, *, tensorboard: bool = True, resume_step: int | None = None):
         """Opens both writers, creating `workdir`; `resume_step` truncates as above."""
-        os.makedirs(workdir, exist_ok=True)
+        makedirs(workdir)
         self.path = os.path.join(workdir, METRICS_FILE)
         self._closed = False
         self._file = self._tb = None
@@ -240,10 +286,12 @@ class MetricsWriter:
                 return
             if resume_step is not None:
                 truncate_metrics(workdir, resume_step)
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._file = open_append(self.path)
         if tensorboard:
             from tensorboardX import SummaryWriter
 
+            if not is_local(workdir):
+                _route_tensorboard_through_epath(workdir)
             purge = None if resume_step is None else resume_step + 1
             self._tb = SummaryWriter(logdir=os.path.join(workdir, TENSORBOARD_DIR), purge_step=purge)
 
@@ -286,7 +334,7 @@ class MetricsWriter:
 
 def write_json(workdir: str, name: str, value: Any) -> str:
     """Writes `value` as `workdir/name` (indented JSON, atomically); returns the path."""
-    os.makedirs(workdir, exist_ok=True)
+    makedirs(workdir)
     path = os.path.join(workdir, name)
     write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
     return path
@@ -294,9 +342,82 @@ def write_json(workdir: str, name: str, value: Any) -> str:
 
 def cached_json(path: str, compute: Callable[[], Any]) -> Any:
     """The JSON value at `path` if the file exists, else `compute()`, written there first (so a re-run reuses it)."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+    if exists(path):
+        return json.loads(read_text(path))
     value = compute()
     write_json(os.path.dirname(path), os.path.basename(path), value)
     return value
+
+
+def open_append(name: str) -> TextIO:
+    """A UTF-8 text file opened for appending at `name` (created if missing). Locally the file itself; on an object
+    store (no append there) the old content is read and the whole object rewritten at each `flush` and at
+    `close`, so what was flushed is never lost."""
+    if is_local(name):
+        return open(name, "a", encoding="utf-8")  # noqa: SIM115
+    return _RewrittenObject(name)
+
+
+class _RewrittenObject(io.StringIO):
+    """`open_append` on an object store: the text in memory, the object rewritten whole at each flush."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.write(read_text(name) if exists(name) else "")
+
+    def flush(self) -> None:
+        super().flush()
+        if not self.closed:
+            _epath(self.name).write_text(self.getvalue(), encoding="utf-8")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.flush()
+        super().close()
+
+
+class _RewrittenBinary:
+    """A TensorBoard event file on an object store: the bytes in memory, the object rewritten at each flush.
+    (No `fileno`: tensorboardX fsyncs whatever has one.)"""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._data = bytearray()
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        self._data += data
+
+    def flush(self) -> None:
+        if not self._closed:
+            _epath(self.name).write_bytes(bytes(self._data))
+
+    def close(self) -> None:
+        self.flush()
+        self._closed = True
+
+
+class _EpathEventWriters:
+    """tensorboardX's writer factory for a URI scheme (its `register_writer_factory` protocol)."""
+
+    def open(self, name: str) -> _RewrittenBinary:
+        return _RewrittenBinary(name)
+
+    def directory_check(self, name: str) -> None:
+        makedirs(name)
+
+
+def _route_tensorboard_through_epath(workdir: str) -> None:
+    """Makes tensorboardX write event files under `workdir`'s URI scheme through epath, like every other file of
+    the run (tensorboardX's own `gs` writer needs google-cloud-storage; this one goes wherever epath goes)."""
+    from tensorboardX import record_writer
+
+    record_writer.register_writer_factory(os.fspath(workdir).split("://", 1)[0], _EpathEventWriters())
+
+
+def _epath(name: str) -> epath.Path:
+    """`path(name)`, its parent directory created first (needed on local disks; free on object stores)."""
+    target = path(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target

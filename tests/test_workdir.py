@@ -134,7 +134,7 @@ def test_kill_9_during_atomic_rewrites_never_loses_a_written_row(tmp_path):
 
     from rlaif_jax import workdir
 
-    helpers = (workdir._replacing, workdir._write_atomic_here)  # noqa: SLF001  (what process 0 runs)
+    helpers = (workdir.is_local, workdir._replacing, workdir._write_atomic_here)  # noqa: SLF001  (what process 0 runs)
     script = _WRITER.format(source="\n".join(inspect.getsource(helper) for helper in helpers))
     path = tmp_path / "rows.jsonl"
     rng = np.random.default_rng(0)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import jax
 import orbax.checkpoint as ocp
 
+from rlaif_jax import workdir as run_dir
+
 if TYPE_CHECKING:
     from typing import Self
 
@@ -44,7 +46,7 @@ class CheckpointManager:
         """Opens (creating) `workdir/checkpoints/`, keeping at most `keep` steps."""
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
-        self.directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+        self.directory = os.path.join(run_dir.absolute(workdir), CHECKPOINT_DIR)  # local or a URI orbax writes
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             save_interval_steps=1,

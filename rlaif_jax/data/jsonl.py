@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
+
+from etils import epath
 
 
 def read_jsonl(path: str, required_fields: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -13,10 +14,10 @@ def read_jsonl(path: str, required_fields: Sequence[str] = ()) -> list[dict[str,
 
     Raises FileNotFoundError naming the path, or ValueError naming `path:line` and the field at fault.
     """
-    if not os.path.isfile(path):
+    if not epath.Path(path).is_file():  # a local path or a gs:// / s3:// URI
         raise FileNotFoundError(f"data file not found: {path}")
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with epath.Path(path).open(encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
                 continue

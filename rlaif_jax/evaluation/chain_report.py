@@ -139,7 +139,7 @@ def write_chain_report(config, workdir: str, results: Mapping, seconds: Mapping)
         commands.append(
             f"python -m rlaif_jax.main --config=configs/from_json.py:{stage_dir}/config.json --workdir={stage_dir}"
         )
-        if job == "online_rl" and os.path.exists(os.path.join(stage_dir, "metrics.jsonl")):
+        if job == "online_rl" and run_dir.exists(os.path.join(stage_dir, "metrics.jsonl")):
             metrics = run_dir.read_metrics(stage_dir)
             if metrics:
                 plots.append(save_plot(os.path.join(workdir, f"{name}_reward_kl.png"), _rl_curves(metrics)))

@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import tempfile
 from typing import Any
 
 import flax.linen as nn
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlaif_jax import distributed, sharding
+from rlaif_jax import workdir as run_dir
 from rlaif_jax.checkpoints import hf as hf_checkpoint
 from rlaif_jax.checkpoints import hf_slices, t5_hf
 from rlaif_jax.models import architectures
@@ -182,7 +184,10 @@ def init_random(
 
 
 def _resolve(name_or_path: str) -> str:
-    """A local path for `name_or_path`: an existing path, an alias's packaged file, or a hub snapshot."""
+    """A local path for `name_or_path`: an existing path, a local copy of a `gs://` / `s3://` one, an alias's
+    packaged file, or a hub snapshot."""
+    if not run_dir.is_local(name_or_path):
+        return _local_copy(name_or_path)
     expanded = os.path.expanduser(name_or_path)
     if os.path.exists(expanded):
         return expanded
@@ -208,6 +213,26 @@ def _resolve(name_or_path: str) -> str:
         )
     except Exception as error:  # no network, unknown repo, gated model
         raise FileNotFoundError(f"could not fetch {name_or_path!r} from the HF hub: {error}") from error
+
+
+def _local_copy(uri: str) -> str:
+    """Copies the checkpoint file or directory at `uri` (what `save_hf` wrote to a remote workdir) into a local
+    cache directory of this process, fresh at every call (the run there may have written a newer one); returns the
+    local path. Each host copies it to its own disk."""
+    source = run_dir.path(uri)
+    if not source.exists():
+        raise FileNotFoundError(f"no model at {uri!r}")
+    cache = os.path.join(
+        os.path.expanduser("~/.cache/rlaif_jax/remote"), f"process{jax.process_index()}", uri.replace("://", "/")
+    )
+    files = [source] if source.is_file() else [entry for entry in source.iterdir() if entry.is_file()]
+    target_dir = os.path.dirname(cache) if source.is_file() else cache
+    os.makedirs(target_dir, exist_ok=True)
+    for entry in files:  # subdirectories (an hf_model has none) are not copied
+        with tempfile.NamedTemporaryFile(dir=target_dir, delete=False) as local:
+            local.write(entry.read_bytes())
+        os.replace(local.name, os.path.join(target_dir, entry.name))
+    return cache
 
 
 def _load_tokenizer(directory: str, gguf_file: str | None = None):
@@ -353,8 +378,9 @@ def with_new_adapters(lm: LanguageModel, lora_fields: dict, *, seed: int = 0) ->
 
 
 def with_layer_layout(lm: LanguageModel, scan_layers: bool) -> LanguageModel:
-    """The same model with its layers stacked (`scan_layers=True`) or one tree per layer; a no-op if already so."""
-    if lm.config.scan_layers == scan_layers:
+    """The same model with its layers stacked (`scan_layers=True`) or one tree per layer; a no-op if already so (or
+    for a T5, whose blocks are never stacked)."""
+    if getattr(lm.config, "scan_layers", scan_layers) == scan_layers:
         return lm
     convert = stack_layers if scan_layers else unstack_layers
     params = jax.jit(convert, static_argnums=1)(lm.params, lm.config.num_layers)
@@ -368,7 +394,7 @@ def save_hf(lm: LanguageModel, directory: str) -> None:
     causal LM has no place for, goes to `scalar_head.safetensors` beside them (read by `load(scalar_head=True)`).
     LoRA adapters are merged into the weights they adapt (W + alpha / r A B).
     With several processes every one calls it (the weights are gathered from all); process 0 writes."""
-    os.makedirs(directory, exist_ok=True)
+    run_dir.makedirs(directory)
     if isinstance(lm.config, T5Config):
         state = t5_hf.hf_state_dict_from_params(distributed.to_host(lm.params), lm.config)
         hf_checkpoint.write_safetensors(state, os.path.join(directory, "model.safetensors"))
@@ -394,5 +420,10 @@ def save_hf(lm: LanguageModel, directory: str) -> None:
 def _save_tokenizer(lm: LanguageModel, directory: str) -> None:
     if lm.tokenizer is not None:
         with one_writer(os.path.join(directory, "tokenizer")) as writing:
-            if writing:
+            if writing and run_dir.is_local(directory):
                 lm.tokenizer.save_pretrained(directory)
+            elif writing:  # the tokenizer writes local files: write them to a temp dir, then upload each
+                with tempfile.TemporaryDirectory() as local:
+                    lm.tokenizer.save_pretrained(local)
+                    for name in os.listdir(local):
+                        run_dir.path(directory, name).write_bytes(run_dir.path(local, name).read_bytes())

@@ -113,9 +113,9 @@ def label_key(settings: dict, index: int, row: dict) -> str:
 
 def read_done(path: str) -> set[str]:
     """label_keys already in the output (a torn last line from a crash is dropped from the file)."""
-    if not os.path.exists(path):
+    if not run_dir.exists(path):
         return set()
-    with open(path, encoding="utf-8") as f:
+    with run_dir.path(path).open(encoding="utf-8") as f:
         lines = f.readlines()
     complete = [line for line in lines if line.endswith("\n")]
     if len(complete) != len(lines):  # a torn last line: drop it without ever rewriting the rows before it in place
@@ -154,7 +154,7 @@ def run(config, workdir: str) -> str:
         build_model(config.model, mesh, rules, strict=config.mesh.get("strict", False)), scan_layers=False
     )
     batch_size = labeler_config.batch_size
-    with open(output_path, "a", encoding="utf-8") as out:
+    with run_dir.open_append(output_path) as out:
         for start in tqdm(range(0, len(pending), batch_size), desc="ai labels", unit="batch"):
             chunk = pending[start : start + batch_size]
             labelled = {}

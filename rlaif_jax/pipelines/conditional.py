@@ -165,7 +165,7 @@ def run(config, workdir: str) -> dict:
         )
     }
     data_path = os.path.join(workdir, DATA_FILE)
-    if not os.path.exists(data_path):
+    if not run_dir.exists(data_path):
         train_prompts = prompt_data.load_prompts(cond.task, "train", config.seed)
         train_prompts = train_prompts[: cond.train_prompts] if cond.train_prompts > 0 else train_prompts
         reward_fn = make_reward_fn(

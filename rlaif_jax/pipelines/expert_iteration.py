@@ -103,7 +103,7 @@ def run(config, workdir: str) -> dict:
         iteration_dir = os.path.join(workdir, f"iter_{iteration}")
         current = policy.replace(params=params)
         data_path = os.path.join(iteration_dir, DATA_FILE)
-        if not os.path.exists(data_path):
+        if not run_dir.exists(data_path):
             indices = batching.batch_indices(len(train_prompts), ei.prompts_per_iteration, iteration - 1, config.seed)
             picked = best_of_n(
                 current,
@@ -117,7 +117,7 @@ def run(config, workdir: str) -> dict:
                 prompt_length=prompt_length,
                 prompts_per_call=ei.prompts_per_call,
             )
-            os.makedirs(iteration_dir, exist_ok=True)
+            run_dir.makedirs(iteration_dir)
             write_jsonl(sft_rows(picked), data_path)
         data = read_scored_rows(data_path)
         examples = tokenize_prompt_response(

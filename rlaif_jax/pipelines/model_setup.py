@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from rlaif_jax import workdir as run_dir
 from rlaif_jax.models.setup import build_model
 from rlaif_jax.pipelines import sft as sft_pipeline
 
@@ -14,7 +15,7 @@ def initial_policy(config, workdir, mesh, rules):
     if not config.sft_first:
         return build_model(config.model, mesh, rules, strict=config.mesh.get("strict", False))
     sft_dir = os.path.join(workdir, "sft")
-    if not os.path.exists(os.path.join(sft_dir, "hf_model", "config.json")):
+    if not run_dir.exists(os.path.join(sft_dir, "hf_model", "config.json")):
         sft_pipeline.run(config.sft, sft_dir)
     model_config = config.model.copy_and_resolve_references()
     with model_config.unlocked():

@@ -118,7 +118,7 @@ def load_samples(config, workdir: str, policy, seed_rng) -> list[dict]:
     data = config.data
     prompts = prompt_data.load_prompts(data.task, "train", config.seed, data.num_prompts)
     path = os.path.join(workdir, SAMPLES_FILE)
-    if os.path.exists(path):
+    if run_dir.exists(path):
         rows = sampled_pairs.read_samples(path, num_prompts=len(prompts), samples_per_prompt=data.samples_per_prompt)
         for row, prompt in zip(rows, prompts):
             if row["prompt"] != prompt:
@@ -246,7 +246,7 @@ def cached_reference_logprobs(path: str, arrays: dict[str, np.ndarray], compute)
     number of rows or other tokens raises ValueError naming it."""
     fingerprint = _fingerprint({k: v for k, v in arrays.items() if k.endswith(("tokens", "loss_mask"))})
     num_rows = len(arrays["chosen_tokens"])
-    if os.path.exists(path):
+    if run_dir.exists(path):
         with np.load(path) as cached:
             found = len(cached["reference_chosen_logps"])
             if found != num_rows:

@@ -277,7 +277,7 @@ def _sft_stage(config, original_rows: Sequence[dict], workdir: str):
     if not original_rows:
         raise ValueError(f"config.sft_first needs original data D; task {config.task!r} has none")
     path = os.path.join(workdir, "original.jsonl")
-    if not os.path.exists(path):
+    if not run_dir.exists(path):
         write_jsonl([{"prompt": row["prompt"], "response": row["response"]} for row in original_rows], path)
     config = config.copy_and_resolve_references()
     config.sft.data.train_file = path
@@ -396,7 +396,7 @@ def run(config, workdir: str) -> dict:
         if 0 < train.stop_at_step <= improve_count * improve.sgd_steps:
             return results
         path = os.path.join(workdir, f"grow_{grow_index}.jsonl")
-        if not os.path.exists(path):
+        if not run_dir.exists(path):
             samples = grow(
                 policy.replace(params=params),
                 data.train_prompts,

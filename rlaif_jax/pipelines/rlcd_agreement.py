@@ -31,7 +31,7 @@ def run(config, workdir: str) -> dict:
     check_config(config)
     settings = config.agreement
     for key in ("reward_model", "train_pairs"):
-        if not os.path.exists(settings[key]):
+        if not run_dir.exists(settings[key]):
             raise FileNotFoundError(f"config.agreement.{key}: no {settings[key]}")
     run_dir.write_config(config, workdir)
 

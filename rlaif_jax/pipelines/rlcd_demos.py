@@ -21,7 +21,7 @@ def run(config, workdir: str) -> str:
         raise ValueError(f"config.noise={tuple(config.noise)}: expected 3 values (no affix, positive, negative)")
     run_dir.write_config(config, workdir)
     path = os.path.join(workdir, OUTPUT_FILE)
-    if not os.path.exists(path):
+    if not run_dir.exists(path):
         rows = toy_affix_demonstrations(
             config.num_rows, seed=config.seed, affixes=rlcd.affix_set(config.affixes), noise=config.noise
         )

@@ -49,7 +49,7 @@ def run(config, workdir: str) -> dict:
 
     results = {}
     pairs_path = os.path.join(workdir, PAIRS_FILE)
-    if not os.path.exists(pairs_path):
+    if not run_dir.exists(pairs_path):
         prompts = task_prompt_texts(config.task, "train", config.seed, dialogue=config.rlcd.prompt_format == "dialogue")
         num_pairs = config.rlcd.num_pairs or len(prompts)
         prompts = [prompts[i % len(prompts)] for i in range(num_pairs)]
@@ -62,7 +62,7 @@ def run(config, workdir: str) -> dict:
         logging.info("rlcd: %d pairs (%.2f s per sample)", stats["num_pairs"], stats["seconds_per_sample"])
         results["pairs"] = stats
     rescored_path = os.path.join(workdir, RESCORED_FILE)
-    if config.rlcd.rescore and not os.path.exists(rescored_path):
+    if config.rlcd.rescore and not run_dir.exists(rescored_path):
         from rlaif_jax.feedback import choice_probabilities
 
         train_rows = read_pair_rows(pairs_path)

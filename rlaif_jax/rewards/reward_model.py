@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from rlaif_jax import distributed, models, sharding
+from rlaif_jax import workdir as run_dir
 from rlaif_jax.data.sft import tokenize_prompt_response
 from rlaif_jax.losses.reward_model import sequence_rewards
 
@@ -36,11 +37,11 @@ class RewardModelReward:
         rules=None,
         dtype: str = "float32",
     ):
-        model_dir = os.path.join(path, "hf_model") if os.path.isdir(os.path.join(path, "hf_model")) else path
-        if not os.path.exists(os.path.join(model_dir, "scalar_head.safetensors")):
+        model_dir = os.path.join(path, "hf_model") if run_dir.path(path, "hf_model").is_dir() else path
+        if not run_dir.exists(os.path.join(model_dir, "scalar_head.safetensors")):
             raise FileNotFoundError(f"{model_dir} has no scalar_head.safetensors: not a trained reward model")
         results_path = os.path.join(path, "reward_model.json")
-        self.bias = json.load(open(results_path))["bias"] if os.path.exists(results_path) else 0.0
+        self.bias = json.loads(run_dir.read_text(results_path))["bias"] if run_dir.exists(results_path) else 0.0
         self.model = models.load(model_dir, scalar_head=True, mesh=mesh, rules=rules, dtype=dtype)
         self.max_length = max_length
         self.use_chat_template = use_chat_template
