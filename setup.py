@@ -16,6 +16,7 @@ setuptools.setup(
         "flax>=0.11",
         "optax>=0.2.4",
         "orbax-checkpoint>=0.11",
+        "etils[epath]>=1.7",  # workdirs on gs:// or s3:// as well as local paths (gcsfs / s3fs for the bucket)
         "chex>=0.1.89",
         "ml-collections>=1.0",
         "transformers>=4.56",  # tokenizers and chat templates only: nothing of transformers that needs torch
