@@ -92,7 +92,7 @@ def _files(workdir):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("job", sorted(JOBS))
-def test_two_processes_match_one_process_with_two_devices_and_resume(tmp_path, job):
+def test_two_processes_match_one_process_with_two_devices_and_resume(tmp_path, job, record_diff):
     config, overrides, stop_step = JOBS[job]
     one, two = str(tmp_path / "one_process"), str(tmp_path / "two_processes")
     _run_one_process_two_devices(config, one, overrides)
@@ -112,6 +112,7 @@ def test_two_processes_match_one_process_with_two_devices_and_resume(tmp_path, j
 
     # One copy of every file: the same files as the one-process run (plus the first launch's config), no temp files.
     assert _files(two) == _files(one) | {"config.json.prev-1"}
+    worst_gap = 0.0
     for name in sorted(_files(one)):
         if name.endswith("metrics.jsonl"):
             expected, got = _metrics(os.path.join(one, name)), _metrics(os.path.join(two, name))
@@ -120,9 +121,12 @@ def test_two_processes_match_one_process_with_two_devices_and_resume(tmp_path, j
                 for key, value in want.items():
                     if key not in TIMING_KEYS:
                         assert have[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (name, want["step"], key)
+                        if key != "step" and abs(value) > 1e-7:
+                            worst_gap = max(worst_gap, abs(have[key] - value) / abs(value))
         elif name.endswith((".json", ".jsonl", ".safetensors", ".npz")) and "tokenizer" not in name:
             with open(os.path.join(one, name), "rb") as a, open(os.path.join(two, name), "rb") as b:
                 assert a.read() == b.read(), name
+    record_diff(f"{job}: worst relative metric gap, 2 processes vs 1 process x 2 devices", worst_gap, 1e-5)
     if job == "sft":
         assert os.path.exists(os.path.join(two, "hf_model", "model.safetensors"))  # gathered from both processes
 
