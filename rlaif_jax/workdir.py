@@ -352,7 +352,10 @@ def cached_json(path: str, compute: Callable[[], Any]) -> Any:
 def open_append(name: str) -> TextIO:
     """A UTF-8 text file opened for appending at `name` (created if missing). Locally the file itself; on an object
     store (no append there) the old content is read and the whole object rewritten at each `flush` and at
-    `close`, so what was flushed is never lost."""
+    `close`, so what was flushed is never lost. With several processes only process 0 appends (every process
+    computes the same rows); the others get a sink that drops what they write."""
+    if not distributed.is_writer():
+        return io.StringIO()  # written to, never read: the rows are process 0's to write
     if is_local(name):
         return open(name, "a", encoding="utf-8")  # noqa: SIM115
     return _RewrittenObject(name)

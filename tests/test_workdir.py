@@ -176,3 +176,18 @@ def test_atomic_outputs_get_the_mode_open_would_give(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # mkstemp alone would leave 0600
+
+
+def test_open_append_appends_in_process_zero_and_drops_elsewhere(tmp_path, monkeypatch):
+    from rlaif_jax import distributed
+
+    path = str(tmp_path / "rows.jsonl")
+    with wd.open_append(path) as out:
+        out.write("a\n")
+    with wd.open_append(path) as out:
+        out.write("b\n")
+    assert (tmp_path / "rows.jsonl").read_text() == "a\nb\n"
+    monkeypatch.setattr(distributed, "is_writer", lambda: False)  # another process of a multi-process job
+    with wd.open_append(path) as out:
+        out.write("c\n")
+    assert (tmp_path / "rows.jsonl").read_text() == "a\nb\n"
