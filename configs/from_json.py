@@ -4,14 +4,13 @@ python -m rlaif_jax.main --config=configs/from_json.py:/tmp/rlaif_tiny/rl/config
 """
 
 import json
-import os
 
 import ml_collections
+from etils import epath
 
 
 def get_config(path: str = "") -> ml_collections.ConfigDict:
     """arg: the path of a config.json (lists come back as lists; every key keeps its value)."""
-    if not path or not os.path.exists(path):
+    if not path or not epath.Path(path).is_file():  # a local path or a gs:// / s3:// URI
         raise FileNotFoundError(f"configs/from_json.py needs the path of a config.json; got {path!r}")
-    with open(path, encoding="utf-8") as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(epath.Path(path).read_text(encoding="utf-8")))

@@ -4,10 +4,11 @@ With several processes, process 0 alone writes (`distributed.is_writer`); every 
 which wait for all of them before and after the write (`distributed.barrier`), so every process sees the same files
 at the same point of the job: a file one checks for cannot appear until every process has checked.
 
-A workdir is a local path or any URI `etils.epath` reads (`gs://bucket/run`, `s3://...`): every file of the library's
-run directories goes through `path()`. On an object store a file appears whole when its writer closes (so writes
-are atomic without a rename) and an appended file (metrics, TensorBoard events, JSONL outputs) is rewritten whole at
-each flush, as object stores have no append. Orbax writes checkpoints to such a URI itself.
+A workdir is a local path or any URI `etils.epath` reads (`gs://bucket/run`, `s3://...`): the library reads and writes
+its run directories through this module's helpers (`path`, `exists`, `read_text`, the writers below). On an object
+store an object appears whole when uploaded (so writes are atomic without a rename) and an appended file (metrics,
+TensorBoard events, JSONL outputs) is rewritten whole at most every `OBJECT_FLUSH_SECONDS` and at close, as object
+stores have no append. Orbax writes checkpoints to such a URI itself.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
@@ -158,9 +161,10 @@ def _replacing(path: str):
 
 def write_atomic(path: str, write_to: Callable[[BinaryIO], Any]) -> None:
     """Writes a file with `write_to(binary_file)` so that a reader (or a run killed mid-write) sees the old `path`
-    or the new one, never a part: a uniquely named temp file in the same directory, fsync, then rename over `path`.
-    Every output of the library (text, JSONL, .npz, .png, .safetensors) is written through it; with several
-    processes every one calls it and process 0 writes (`write_to` runs there only)."""
+    or the new one, never a part: a uniquely named temp file in the same directory, fsync, then rename over `path`
+    (on an object store: the bytes are built in memory, then uploaded as one object). Every output of the library
+    (text, JSONL, .npz, .png, .safetensors) is written through it; with several processes every one calls it and
+    process 0 writes (`write_to` runs there only)."""
     with one_writer(path) as writing:
         if writing:
             _write_atomic_here(path, write_to)
@@ -185,11 +189,11 @@ def write_path_atomic(path: str, write_to_path: Callable[[str], Any]) -> None:
     with one_writer(path) as writing:
         if not writing:
             return
-        if not is_local(path):  # the writer needs a local file: write one, then upload it whole
+        if not is_local(path):  # the writer needs a local file: write one, then upload it
             with tempfile.TemporaryDirectory() as local_dir:
                 local = os.path.join(local_dir, os.path.basename(path))
                 write_to_path(local)
-                _epath(path).write_bytes(epath.Path(local).read_bytes())
+                upload(local, path)
             return
         with _replacing(path) as (fd, tmp):
             os.close(fd)
@@ -349,11 +353,16 @@ def cached_json(path: str, compute: Callable[[], Any]) -> Any:
     return value
 
 
+OBJECT_FLUSH_SECONDS = 10.0  # an appended object is re-uploaded whole at most this often (and at close)
+
+
 def open_append(name: str) -> TextIO:
-    """A UTF-8 text file opened for appending at `name` (created if missing). Locally the file itself; on an object
-    store (no append there) the old content is read and the whole object rewritten at each `flush` and at
-    `close`, so what was flushed is never lost. With several processes only process 0 appends (every process
-    computes the same rows); the others get a sink that drops what they write."""
+    """A UTF-8 text file opened for appending at `name`. Locally the file itself (created if missing), every `flush`
+    on disk; on an object store (no append there) the old content is read and the whole object re-uploaded at a
+    `flush` at most every `OBJECT_FLUSH_SECONDS` (each upload is the whole object: uploading at every step would
+    cost quadratic bytes and meet the stores' per-object write-rate limits) and at `close`. With several processes
+    only process 0 appends (every process computes the same rows); the others get a sink that drops what they
+    write."""
     if not distributed.is_writer():
         return io.StringIO()  # written to, never read: the rows are process 0's to write
     if is_local(name):
@@ -362,42 +371,47 @@ def open_append(name: str) -> TextIO:
 
 
 class _RewrittenObject(io.StringIO):
-    """`open_append` on an object store: the text in memory, the object rewritten whole at each flush."""
+    """`open_append` on an object store: the text in memory, the object rewritten whole at a flush at most every
+    `OBJECT_FLUSH_SECONDS`, and at close."""
 
     def __init__(self, name: str):
         super().__init__()
         self.name = name
         self.write(read_text(name) if exists(name) else "")
+        self._uploaded_at = -float("inf")
 
-    def flush(self) -> None:
+    def flush(self, *, force: bool = False) -> None:
         super().flush()
-        if not self.closed:
+        if not self.closed and (force or time.monotonic() - self._uploaded_at >= OBJECT_FLUSH_SECONDS):
             _epath(self.name).write_text(self.getvalue(), encoding="utf-8")
+            self._uploaded_at = time.monotonic()
 
     def close(self) -> None:
         if not self.closed:
-            self.flush()
+            self.flush(force=True)
         super().close()
 
 
 class _RewrittenBinary:
-    """A TensorBoard event file on an object store: the bytes in memory, the object rewritten at each flush.
-    (No `fileno`: tensorboardX fsyncs whatever has one.)"""
+    """A TensorBoard event file on an object store: the bytes in memory, the object rewritten at a flush at most
+    every `OBJECT_FLUSH_SECONDS`, and at close. (No `fileno`: tensorboardX fsyncs whatever has one.)"""
 
     def __init__(self, name: str):
         self.name = name
         self._data = bytearray()
         self._closed = False
+        self._uploaded_at = -float("inf")
 
     def write(self, data: bytes) -> None:
         self._data += data
 
-    def flush(self) -> None:
-        if not self._closed:
+    def flush(self, *, force: bool = False) -> None:
+        if not self._closed and (force or time.monotonic() - self._uploaded_at >= OBJECT_FLUSH_SECONDS):
             _epath(self.name).write_bytes(bytes(self._data))
+            self._uploaded_at = time.monotonic()
 
     def close(self) -> None:
-        self.flush()
+        self.flush(force=True)
         self._closed = True
 
 
@@ -413,10 +427,18 @@ class _EpathEventWriters:
 
 def _route_tensorboard_through_epath(workdir: str) -> None:
     """Makes tensorboardX write event files under `workdir`'s URI scheme through epath, like every other file of
-    the run (tensorboardX's own `gs` writer needs google-cloud-storage; this one goes wherever epath goes)."""
+    the run (tensorboardX's own `gs` writer needs google-cloud-storage; this one goes wherever epath goes). The
+    registration is tensorboardX's process-wide table: it stays for the rest of the process."""
     from tensorboardX import record_writer
 
     record_writer.register_writer_factory(os.fspath(workdir).split("://", 1)[0], _EpathEventWriters())
+
+
+def upload(local_file: str, name: str) -> None:
+    """Copies the finished local file `local_file` to `name` (a URI or a local path), streaming, in this process
+    alone (no barriers: for a writer already inside `one_writer`)."""
+    with open(local_file, "rb") as source, _epath(name).open("wb") as target:
+        shutil.copyfileobj(source, target, 1 << 24)
 
 
 def _epath(name: str) -> epath.Path:

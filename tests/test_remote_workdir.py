@@ -4,6 +4,7 @@ paths are the ones a real bucket takes (epath -> fsspec), without a network. Orb
 itself (through tensorstore's own GCS driver), which this cannot stand in for: no test here trains."""
 
 import json
+import os
 import uuid
 
 import fsspec
@@ -54,7 +55,7 @@ def _text(uri: str) -> str:
     return wd.path(uri).read_text()
 
 
-def test_run_directory_files_on_a_gs_uri(bucket):
+def test_run_directory_files_on_a_gs_uri(bucket, monkeypatch):
     config = config_defaults.load_config_file("generate", "tiny")
     assert wd.write_config(config, bucket) == f"{bucket}/config.json"
     assert json.loads(_text(f"{bucket}/config.json"))["seed"] == config.seed
@@ -64,6 +65,7 @@ def test_run_directory_files_on_a_gs_uri(bucket):
     wd.write_config(config, bucket, guard=False)  # the old config kept beside it, as locally
     assert {"config.json", "config.json.prev-1"} <= _objects(bucket)
 
+    monkeypatch.setattr(wd, "OBJECT_FLUSH_SECONDS", 0.0)  # upload at every flush
     with wd.MetricsWriter(bucket) as writer:  # TensorBoard too: its event file goes through epath
         for step in (1, 2, 3):
             writer.write(step, {"loss": 1.0 / step})
@@ -80,9 +82,14 @@ def test_run_directory_files_on_a_gs_uri(bucket):
         out.write('{"row": 0}\n')
         out.flush()
         assert _text(f"{bucket}/rows.jsonl") == '{"row": 0}\n'  # what was flushed is there before close
+    monkeypatch.setattr(wd, "OBJECT_FLUSH_SECONDS", 3600.0)  # now at most one upload an hour, and at close
     with wd.open_append(f"{bucket}/rows.jsonl") as out:  # appending again keeps what was there
         out.write('{"row": 1}\n')
-    assert _text(f"{bucket}/rows.jsonl").splitlines() == ['{"row": 0}', '{"row": 1}']
+        out.flush()  # the first flush of a writer uploads ...
+        out.write('{"row": 2}\n')
+        out.flush()  # ... a second one within the interval does not
+        assert _text(f"{bucket}/rows.jsonl").splitlines() == ['{"row": 0}', '{"row": 1}']
+    assert _text(f"{bucket}/rows.jsonl").splitlines() == ['{"row": 0}', '{"row": 1}', '{"row": 2}']
     assert wd.absolute(bucket) == bucket  # never CWD/gs:/...
     with pytest.raises(ValueError, match="object store"):
         rerun_guard.replace_workdir(bucket)
@@ -100,7 +107,9 @@ def test_generate_job_writes_and_resumes_in_a_gs_workdir(bucket):
     assert _text(path).splitlines() == [json.dumps(row, ensure_ascii=False) for row in rows]
 
 
-def test_save_hf_to_gs_and_load_it_back(bucket, make_tiny_lm, record_diff):
+def test_save_hf_to_gs_and_load_it_back(bucket, make_tiny_lm, record_diff, monkeypatch, tmp_path_factory):
+    cache_home = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
     lm = make_tiny_lm(seed=1)
     lm = lm.replace(tokenizer=byte_tokenizer())
     models.save_hf(lm, f"{bucket}/hf_model")
@@ -110,6 +119,11 @@ def test_save_hf_to_gs_and_load_it_back(bucket, make_tiny_lm, record_diff):
     want = lm.module.apply({"params": lm.params}, tokens)
     got = loaded.module.apply({"params": loaded.params}, tokens)
     assert loaded.tokenizer is not None
+    wd.path(bucket, "hf_model", "stale.safetensors").write_bytes(b"old")  # a file the next load must drop ...
+    local = models.loading._resolve(f"{bucket}/hf_model")
+    assert os.path.exists(os.path.join(local, "stale.safetensors")) and str(cache_home) in local
+    wd.path(bucket, "hf_model", "stale.safetensors").unlink()
+    assert not os.path.exists(os.path.join(models.loading._resolve(f"{bucket}/hf_model"), "stale.safetensors"))
     diff = record_diff("logits |loaded from gs:// - saved|", float(jax.numpy.abs(got - want).max()), 1e-6)
     assert diff <= 1e-6
 

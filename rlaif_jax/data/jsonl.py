@@ -42,7 +42,7 @@ def read_jsonl(path: str, required_fields: Sequence[str] = ()) -> list[dict[str,
 
 
 def write_jsonl(rows: Sequence[dict[str, Any]], path: str) -> None:
-    """Writes `rows` to `path` atomically (`workdir.write_text_atomic`: unique temp file, fsync, rename)."""
+    """Writes `rows` to `path` (local or a URI) atomically (`workdir.write_text_atomic`)."""
     from rlaif_jax.workdir import write_text_atomic
 
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
+from etils import epath
 
 from rlaif_jax.data import arithmetic, hf_datasets
 from rlaif_jax.data.jsonl import read_jsonl
@@ -70,7 +71,7 @@ def check_source(source, name: str = "prompts") -> None:
         raise ValueError(f"{name}.train_file is not set (task 'jsonl')")
     for key in ("train_file", "eval_file"):
         path = source[key]
-        if path and source.task == "jsonl" and not os.path.exists(path):
+        if path and source.task == "jsonl" and not epath.Path(path).is_file():  # local or a gs:// URI
             raise FileNotFoundError(f"{name}.{key}: no file {path}")
 
 

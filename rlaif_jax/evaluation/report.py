@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rlaif_jax import workdir as run_dir
-from rlaif_jax.workdir import write_atomic, write_json, write_text_atomic
+from rlaif_jax.workdir import makedirs, write_atomic, write_json, write_text_atomic
 
 PlotFn = Callable[[Any], None]  # draws on a matplotlib Axes
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -79,7 +78,7 @@ def write_report(
     if not all(isinstance(row, dict) for row in rows):
         raise TypeError("table must be a list of dicts (one per row)")
     content = {"name": name, "results": jsonable(dict(results)), "table": rows}
-    run_dir.makedirs(workdir)
+    makedirs(workdir)
     paths = {"json": os.path.join(workdir, f"{name}.json"), "markdown": os.path.join(workdir, f"{name}.md")}
     write_json(workdir, f"{name}.json", content)  # NaN / inf already None: strict JSON
     scalars = [

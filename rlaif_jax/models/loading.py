@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -216,23 +217,30 @@ def _resolve(name_or_path: str) -> str:
 
 
 def _local_copy(uri: str) -> str:
-    """Copies the checkpoint file or directory at `uri` (what `save_hf` wrote to a remote workdir) into a local
-    cache directory of this process, fresh at every call (the run there may have written a newer one); returns the
-    local path. Each host copies it to its own disk."""
+    """Copies the checkpoint file or directory at `uri` (what `save_hf` wrote to a remote workdir; its files, not
+    subdirectories) to `$XDG_CACHE_HOME/rlaif_jax/remote/process<i>/<uri's path>` (default `~/.cache`) and returns
+    that local path. The copy is fresh at every call (the run there may have written a newer one): it is written
+    beside the old one and then replaces it whole, so no file of an older checkpoint is left in it. Each process
+    copies to a directory of its own."""
     source = run_dir.path(uri)
     if not source.exists():
         raise FileNotFoundError(f"no model at {uri!r}")
-    cache = os.path.join(
-        os.path.expanduser("~/.cache/rlaif_jax/remote"), f"process{jax.process_index()}", uri.replace("://", "/")
-    )
-    files = [source] if source.is_file() else [entry for entry in source.iterdir() if entry.is_file()]
-    target_dir = os.path.dirname(cache) if source.is_file() else cache
-    os.makedirs(target_dir, exist_ok=True)
-    for entry in files:  # subdirectories (an hf_model has none) are not copied
-        with tempfile.NamedTemporaryFile(dir=target_dir, delete=False) as local:
-            local.write(entry.read_bytes())
-        os.replace(local.name, os.path.join(target_dir, entry.name))
-    return cache
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    target = os.path.join(cache_home, "rlaif_jax", "remote", f"process{jax.process_index()}", uri.replace("://", "/"))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    fresh = tempfile.mkdtemp(dir=os.path.dirname(target), prefix=os.path.basename(target) + ".tmp-")
+    entries = [source] if source.is_file() else [entry for entry in source.iterdir() if entry.is_file()]
+    for entry in entries:
+        with entry.open("rb") as remote, open(os.path.join(fresh, entry.name), "wb") as local:
+            shutil.copyfileobj(remote, local, 1 << 24)
+    if source.is_file():
+        os.replace(os.path.join(fresh, source.name), target)
+        os.rmdir(fresh)
+        return target
+    if os.path.isdir(target):
+        shutil.rmtree(target)
+    os.replace(fresh, target)
+    return target
 
 
 def _load_tokenizer(directory: str, gguf_file: str | None = None):
@@ -269,7 +277,8 @@ def load(
 
     Args:
       name_or_path: an HF-format directory (`config.json` + `*.safetensors`), a `.gguf` file (dequantised to float),
-        a directory holding one `.gguf`, the alias 'smollm2-135m-instruct', an HF hub id (needs a network), or
+        a directory holding one `.gguf`, any of these at a `gs://` / `s3://` URI (copied to a local cache first), the
+        alias 'smollm2-135m-instruct', an HF hub id (needs a network), or
         'random:ARCH', a random initialisation (`seed`) of a known architecture (`architectures.ARCHITECTURES`:
         llama3_1b, llama3_8b, smollm2_135m; no tokenizer) for benchmarks and memory planning.
       dtype: activation dtype ('float32' or 'bfloat16'); `param_dtype` (master weights, and so the optimizer's
@@ -425,5 +434,7 @@ def _save_tokenizer(lm: LanguageModel, directory: str) -> None:
             elif writing:  # the tokenizer writes local files: write them to a temp dir, then upload each
                 with tempfile.TemporaryDirectory() as local:
                     lm.tokenizer.save_pretrained(local)
-                    for name in os.listdir(local):
-                        run_dir.path(directory, name).write_bytes(run_dir.path(local, name).read_bytes())
+                    for root, _, names in os.walk(local):
+                        for name in names:
+                            relative = os.path.relpath(os.path.join(root, name), local)
+                            run_dir.upload(os.path.join(root, name), os.path.join(directory, relative))

@@ -28,7 +28,7 @@ def read_prompts(path: str) -> list[str]:
     """Prompts from a .txt file (one per non-empty line) or a .jsonl file (a string field "prompt" per row)."""
     if path.endswith(".jsonl"):
         return [row["prompt"] for row in read_jsonl(path, ("prompt",))]
-    if not run_dir.exists(path):
+    if not run_dir.path(path).is_file():
         raise FileNotFoundError(f"prompts_file not found: {path}")
     with run_dir.path(path).open(encoding="utf-8") as f:
         prompts = [line.rstrip("\n") for line in f if line.strip()]

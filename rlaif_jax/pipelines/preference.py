@@ -13,6 +13,7 @@ and after (WORKDIR/eval_start.json, eval_end.json). Re-running the same command 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 
@@ -247,7 +248,7 @@ def cached_reference_logprobs(path: str, arrays: dict[str, np.ndarray], compute)
     fingerprint = _fingerprint({k: v for k, v in arrays.items() if k.endswith(("tokens", "loss_mask"))})
     num_rows = len(arrays["chosen_tokens"])
     if run_dir.exists(path):
-        with np.load(path) as cached:
+        with np.load(io.BytesIO(run_dir.path(path).read_bytes())) as cached:
             found = len(cached["reference_chosen_logps"])
             if found != num_rows:
                 raise ValueError(f"{path}: reference log-probs of {found} rows, but the data has {num_rows}; delete it")

@@ -274,7 +274,8 @@ def _batch(shapes: dict[str, tuple[tuple[int, ...], Any]], mesh, rules) -> dict[
 def compile_stats(plan: StepPlan) -> dict[str, Any]:
     """Lowers and compiles `plan`'s step; XLA's per-device figures: argument / output / temp / generated-code bytes
     ('alias_bytes': outputs sharing an argument's buffer, i.e. the donated state), FLOPs and bytes accessed (XLA
-    counts a scanned layer's body once, so 'flops' is far below the step's; 'model_flops' is the analytic count)."""
+    counts a scanned layer's body once, so 'flops' is far below the step's; 'model_flops' is the analytic count) and
+    'collectives' (`collective_counts` of the compiled module; None where the backend cannot print it)."""
     rng = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=NamedSharding(plan.mesh, PartitionSpec()))
     compiled = plan.train_step.lower(plan.state, plan.batch, rng, plan.frozen).compile()
     memory = compiled.memory_analysis()
