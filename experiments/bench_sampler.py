@@ -58,14 +58,7 @@ def streaming_read_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
     import jax.numpy as jnp
 
     array = jnp.ones(int(gib * 2**30) // 4, jnp.float32)
-    total = jax.jit(jnp.sum)
-    total(array).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        total(array).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return array.nbytes / best
+    return array.nbytes / _best_seconds(jax.jit(jnp.sum), array, repeats=repeats)
 
 
 def gemv_bandwidth(lm, repeats: int = 5) -> float:
@@ -80,13 +73,18 @@ def gemv_bandwidth(lm, repeats: int = 5) -> float:
     def products(matrices):
         return sum(jnp.sum(jnp.ones((1, w.shape[0]), w.dtype) @ w) for w in matrices)
 
-    products(matrices).block_until_ready()
+    return sum(w.nbytes for w in matrices) / _best_seconds(products, matrices, repeats=repeats)
+
+
+def _best_seconds(fn, *args, repeats: int) -> float:
+    """The fastest of `repeats` timed calls `fn(*args)` (results awaited), after one warm call that compiles."""
+    fn(*args).block_until_ready()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        products(matrices).block_until_ready()
+        fn(*args).block_until_ready()
         best = min(best, time.perf_counter() - start)
-    return sum(w.nbytes for w in matrices) / best
+    return best
 
 
 def weight_bytes(lm) -> int:

@@ -356,7 +356,7 @@ def cached_json(path: str, compute: Callable[[], Any]) -> Any:
 OBJECT_FLUSH_SECONDS = 10.0  # an appended object is re-uploaded whole at most this often (and at close)
 
 
-def open_append(name: str) -> TextIO:
+def open_append(name: str) -> TextIO | _RewrittenObject:
     """A UTF-8 text file opened for appending at `name`. Locally the file itself (created if missing), every `flush`
     on disk; on an object store (no append there) the old content is read and the whole object re-uploaded at a
     `flush` at most every `OBJECT_FLUSH_SECONDS` (each upload is the whole object: uploading at every step would
@@ -367,43 +367,23 @@ def open_append(name: str) -> TextIO:
         return io.StringIO()  # written to, never read: the rows are process 0's to write
     if is_local(name):
         return open(name, "a", encoding="utf-8")  # noqa: SIM115
-    return _RewrittenObject(name)
+    return _RewrittenObject(name, path(name).read_bytes() if exists(name) else b"")
 
 
-class _RewrittenObject(io.StringIO):
-    """`open_append` on an object store: the text in memory, the object rewritten whole at a flush at most every
-    `OBJECT_FLUSH_SECONDS`, and at close."""
+class _RewrittenObject:
+    """A file appended to on an object store: its bytes in memory (`initial` first), the object rewritten whole at a
+    flush at most every `OBJECT_FLUSH_SECONDS`, and at close. Takes text (UTF-8, `open_append`) or bytes
+    (TensorBoard events). No `fileno`: tensorboardX fsyncs whatever has one."""
 
-    def __init__(self, name: str):
-        super().__init__()
+    def __init__(self, name: str, initial: bytes = b""):
         self.name = name
-        self.write(read_text(name) if exists(name) else "")
-        self._uploaded_at = -float("inf")
-
-    def flush(self, *, force: bool = False) -> None:
-        super().flush()
-        if not self.closed and (force or time.monotonic() - self._uploaded_at >= OBJECT_FLUSH_SECONDS):
-            _epath(self.name).write_text(self.getvalue(), encoding="utf-8")
-            self._uploaded_at = time.monotonic()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.flush(force=True)
-        super().close()
-
-
-class _RewrittenBinary:
-    """A TensorBoard event file on an object store: the bytes in memory, the object rewritten at a flush at most
-    every `OBJECT_FLUSH_SECONDS`, and at close. (No `fileno`: tensorboardX fsyncs whatever has one.)"""
-
-    def __init__(self, name: str):
-        self.name = name
-        self._data = bytearray()
+        self._data = bytearray(initial)
         self._closed = False
         self._uploaded_at = -float("inf")
 
-    def write(self, data: bytes) -> None:
-        self._data += data
+    def write(self, data: str | bytes) -> int:
+        self._data += data.encode("utf-8") if isinstance(data, str) else data
+        return len(data)
 
     def flush(self, *, force: bool = False) -> None:
         if not self._closed and (force or time.monotonic() - self._uploaded_at >= OBJECT_FLUSH_SECONDS):
@@ -411,15 +391,22 @@ class _RewrittenBinary:
             self._uploaded_at = time.monotonic()
 
     def close(self) -> None:
-        self.flush(force=True)
+        if not self._closed:
+            self.flush(force=True)
         self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class _EpathEventWriters:
     """tensorboardX's writer factory for a URI scheme (its `register_writer_factory` protocol)."""
 
-    def open(self, name: str) -> _RewrittenBinary:
-        return _RewrittenBinary(name)
+    def open(self, name: str) -> _RewrittenObject:
+        return _RewrittenObject(name)
 
     def directory_check(self, name: str) -> None:
         makedirs(name)

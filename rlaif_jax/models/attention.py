@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 from jax.sharding import PartitionSpec
+
+from rlaif_jax import sharding
 
 _HALF = (jnp.bfloat16, jnp.float16)
 SPLASH_BLOCK = 128  # splash attention tiles the sequence in blocks of this many tokens
@@ -124,17 +125,13 @@ def _splash_attention(q, k, v, key_valid, *, scale: float, interpret: bool | Non
 
 def splash_partition(mesh, q_shape, kv_shape) -> tuple:
     """(batch mesh axes, head mesh axes) that splash attention's `shard_map` splits q/k/v `[batch, seq, heads,
-    head_dim]` over: those of the current logical-axis rules for `activation_batch` and `activation_heads`, each
-    kept only if it divides the batch (the query and the kv heads); None where nothing applies (replicated)."""
-    batch_axes, _, head_axes, _ = nn.logical_to_mesh_axes(("activation_batch", None, "activation_heads", None))
-
-    def fitting(axes, *sizes):
-        names = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
-        names = tuple(name for name in names if name in mesh.shape)
-        ways = math.prod(mesh.shape[name] for name in names)
-        return (names if len(names) > 1 else names[0]) if names and not any(n % ways for n in sizes) else None
-
-    return fitting(batch_axes, q_shape[0]), fitting(head_axes, q_shape[2], kv_shape[2])
+    head_dim]` over: those the current logical-axis rules give `activation_batch` and `activation_heads`, each kept
+    only where it divides its dimension (`sharding.logical_to_sharding`), the heads only if they divide both the
+    query and the kv heads; None where nothing applies (replicated)."""
+    axes, rules = ("activation_batch", None, "activation_heads", None), nn.get_logical_axis_rules()
+    q_spec = sharding.logical_to_sharding(q_shape, axes, mesh, rules).spec
+    kv_spec = sharding.logical_to_sharding(kv_shape, axes, mesh, rules).spec
+    return q_spec[0], (q_spec[2] if q_spec[2] == kv_spec[2] else None)
 
 
 def _splash_local(q, k, v, key_valid, *, scale: float, interpret: bool):
