@@ -31,6 +31,7 @@ def _time(fn, repeats: int) -> tuple[float, np.ndarray]:
 
 
 def main() -> None:
+    """Times the three layouts at each `--batch_sizes` and prints seconds and ratios (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="random:smollm2_135m")
     parser.add_argument("--batch_sizes", default="1,8")

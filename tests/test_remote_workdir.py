@@ -138,3 +138,8 @@ def test_a_failing_writer_leaves_the_old_object(bucket):
     with pytest.raises(RuntimeError, match="writer died"):
         wd.write_atomic(f"{bucket}/table.md", fail_midway)
     assert _text(f"{bucket}/table.md") == "old\n"
+
+
+def test_loading_a_missing_remote_model_names_it(bucket):
+    with pytest.raises(FileNotFoundError, match=f"no model at '{bucket}/hf_model'"):
+        models.load(f"{bucket}/hf_model")
