@@ -34,3 +34,22 @@ def toy_reward(prompt: str, response: str) -> float:
     target = prompt[len(PROMPT_PREFIX) :].strip()
     response = response.strip()
     return sum(letter == target for letter in response) / max(RESPONSE_LETTERS, len(response))
+
+
+def toy_graded_rows(num_rows: int, *, seed: int, max_letters: int = 8) -> list[dict]:
+    """`num_rows` {'prompt', 'response', 'gold'} rows spread over the gold reward, to teach a judge: a response has
+    1 to `max_letters` letters (uniform) and the number of them equal to the prompt's letter is uniform in
+    0..length (short responses are the easy cases: on 6-letter responses alone, a 2-layer judge stayed at the
+    grades' marginal for 1,000 steps)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(num_rows):
+        target = LETTERS[rng.integers(len(LETTERS))]
+        others = [letter for letter in LETTERS if letter != target]
+        length = int(rng.integers(1, max_letters + 1))
+        matches = int(rng.integers(0, length + 1))
+        letters = [target] * matches + [others[rng.integers(len(others))] for _ in range(length - matches)]
+        rng.shuffle(letters)
+        prompt, response = PROMPT_PREFIX + target, "".join(letters)
+        rows.append({"prompt": prompt, "response": response, "gold": toy_reward(prompt, response)})
+    return rows

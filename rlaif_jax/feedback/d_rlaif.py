@@ -66,6 +66,28 @@ def d_rlaif_scores(
     return DRlaifScores(probs=probs, expected_score=score, reward=score_to_reward(score))
 
 
+def score_label(gold: float) -> str:
+    """The 1-10 answer for a gold reward in [0, 1]: round(1 + 9 * gold), halves up, so that a labeler taught these
+    answers has expected score ~ 1 + 9 * gold and reward ~ 2 * gold - 1."""
+    if not 0.0 <= gold <= 1.0:
+        raise ValueError(f"gold reward {gold} is outside [0, 1]")
+    return str(int(np.floor(1 + 9 * gold + 0.5 + 1e-9)))  # 1e-9: 9 * (1/6) is 1.4999... in floats
+
+
+def score_demonstrations(template: templates.ScoreTemplate | str, rows: Sequence[dict]) -> list[dict]:
+    """SFT rows that teach a labeler the score prompt of `template`: each {'prompt', 'response', 'gold'} row (gold in
+    [0, 1]) becomes {'prompt': the d-RLAIF score prompt of (prompt, response), 'response': `score_label(gold)`}.
+    Used to make a small judge where no instruction-tuned LLM fits (the tiny chain): it stands in for one."""
+    if isinstance(template, str):
+        template = templates.score_template(template)
+    for index, row in enumerate(rows):
+        missing = [key for key in ("prompt", "response", "gold") if key not in row]
+        if missing:
+            raise ValueError(f"score demonstration row {index} has no {missing}; it has {sorted(row)}")
+    prompts = templates.score_prompts(template, [row["prompt"] for row in rows], [row["response"] for row in rows])
+    return [{"prompt": prompt, "response": score_label(row["gold"])} for prompt, row in zip(prompts, rows)]
+
+
 class DRlaifReward:
     """The d-RLAIF reward as an RL reward function: `reward_fn(prompts, completions) -> float32 [n]` in [-1, 1]."""
 

@@ -271,6 +271,12 @@ SCORE_TEMPLATES = {
             context_prefix="CONTEXT: ",
             response_prefix="RESPONSE: ",
         ),
+        ScoreTemplate(  # ours: for the toy letters task (data/toy.py), short so that a tiny judge can learn it
+            name="toy",
+            instruction="Score 1-10: how many RESPONSE letters are the PROMPT letter.",
+            context_prefix="PROMPT: ",
+            response_prefix="RESPONSE: ",
+        ),
         ScoreTemplate(  # ours: for the movie-review sentiment task (data/sentiment.py)
             name="sentiment",
             instruction="You are an expert rater of movie reviews. Given a REQUEST and a REVIEW, your role is to "
@@ -307,7 +313,7 @@ def pairwise_template(name_or_task: str) -> PairwiseTemplate:
 
 
 def score_template(name: str) -> ScoreTemplate:
-    """The d-RLAIF score template called `name` ('summarize', 'helpful', 'sentiment')."""
+    """The d-RLAIF score template called `name` ('summarize', 'helpful', 'sentiment', 'toy')."""
     if name not in SCORE_TEMPLATES:
         raise ValueError(f"unknown d-RLAIF template {name!r}; expected one of {sorted(SCORE_TEMPLATES)}")
     return SCORE_TEMPLATES[name]

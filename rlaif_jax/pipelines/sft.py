@@ -10,7 +10,8 @@ from rlaif_jax.data import hf_datasets
 from rlaif_jax.data.jsonl import read_jsonl
 from rlaif_jax.data.sentiment import review_rows
 from rlaif_jax.data.sft import TokenizedExamples, tokenize_prompt_response, tokenize_source_target
-from rlaif_jax.data.toy import toy_rows
+from rlaif_jax.data.toy import toy_graded_rows, toy_rows
+from rlaif_jax.feedback.d_rlaif import score_demonstrations
 from rlaif_jax.losses.sft import supervised_loss_fn
 from rlaif_jax.models.setup import build_mesh, build_model
 from rlaif_jax.models.t5 import EncoderDecoder
@@ -36,7 +37,8 @@ def _tokenize(rows, tokenizer, data_config, seq2seq: bool, **fields) -> Tokenize
 
 
 def load_sft_examples(data_config, tokenizer, *, seq2seq: bool = False) -> TokenizedExamples:
-    """`config.data.train_file` (JSONL with prompt/response columns), 'toy' (the toy letters task), 'reviews' (the
+    """`config.data.train_file` (JSONL with prompt/response columns), 'toy' (the toy letters task), 'toy_scores' (the
+    toy task's d-RLAIF score prompt answered with gold grades: teaches a tiny judge), 'reviews' (the
     tiny sentiment task's demonstrations) or 'tldr' (CarperAI's TL;DR SFT split `config.data.split` from
     `config.data.dataset_path`: '' = the hub, or a local copy); `seq2seq`: as an encoder-decoder's arrays."""
     if data_config.train_file == "tldr":
@@ -45,6 +47,8 @@ def load_sft_examples(data_config, tokenizer, *, seq2seq: bool = False) -> Token
         return _tokenize(rows, tokenizer, data_config, seq2seq)
     if data_config.train_file == "toy":
         rows = toy_rows(data_config.toy_num_rows, seed=data_config.seed, noise=data_config.toy_noise)
+    elif data_config.train_file == "toy_scores":  # a d-RLAIF judge for the toy task: its score prompt, gold grades
+        rows = score_demonstrations("toy", toy_graded_rows(data_config.toy_num_rows, seed=data_config.seed))
     elif data_config.train_file == "reviews":
         rows = review_rows(data_config.toy_num_rows, seed=data_config.seed)
     else:

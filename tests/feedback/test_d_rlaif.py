@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rlaif_jax import config_defaults, models, pipelines
+from rlaif_jax.data.toy import toy_graded_rows, toy_reward
 from rlaif_jax.feedback import templates
 from rlaif_jax.feedback.d_rlaif import (
     DRlaifReward,
@@ -13,9 +14,12 @@ from rlaif_jax.feedback.d_rlaif import (
     expected_score,
     load_d_rlaif_reward,
     parse_spec,
+    score_demonstrations,
+    score_label,
     score_to_reward,
 )
 from rlaif_jax.models.byte_tokenizer import byte_tokenizer
+from rlaif_jax.pipelines.sft import load_sft_examples
 from rlaif_jax.rewards.by_name import make_reward_fn
 from rlaif_jax.workdir import read_metrics
 
@@ -31,6 +35,38 @@ def test_expected_score_and_reward_by_hand():
     np.testing.assert_allclose(score_to_reward(np.array([1.0, 10.0])), [-1.0, 1.0])
     with pytest.raises(ValueError, match=r"\[n, 10\]"):
         expected_score(np.ones((2, 9)))
+
+
+def test_judge_demonstrations_answer_the_score_prompt_with_the_gold_grade():
+    assert [score_label(g) for g in (0.0, 1 / 6, 2 / 6, 0.5, 4 / 6, 5 / 6, 1.0)] == ["1", "3", "4", "6", "7", "9", "10"]
+    with pytest.raises(ValueError, match="outside"):
+        score_label(1.5)
+    rows = toy_graded_rows(700, seed=0)
+    assert all(row["gold"] == toy_reward(row["prompt"], row["response"]) for row in rows)
+    assert {len(row["response"]) for row in rows} == set(range(1, 9))
+    matches = [sum(letter == row["prompt"][-1] for letter in row["response"]) for row in rows]
+    assert set(matches) == set(range(9))
+    assert np.mean([row["gold"] == 1.0 for row in rows]) > 0.03  # all-matching answers of 6-8 letters: ~4.7%
+    demos = score_demonstrations("toy", rows[:3])
+    template = templates.score_template("toy")
+    for row, demo in zip(rows[:3], demos):
+        assert demo == {
+            "prompt": templates.score_prompt(template, row["prompt"], row["response"]),
+            "response": score_label(row["gold"]),
+        }
+    with pytest.raises(ValueError, match=r"row 1 has no \['gold'\]"):
+        score_demonstrations("toy", [rows[0], {"prompt": "letter: a", "response": "aaa"}])
+
+
+def test_the_tiny_judge_stage_fits_every_score_prompt_in_its_max_length():
+    """The judge's SFT rows must keep their whole prompt and answer (a too-short max_length dropped every
+    6-letter row once, silently training the judge on the short ones)."""
+    judge = config_defaults.load_config_file("d_rlaif", "tiny").stages.judge
+    judge.data.toy_num_rows = 64
+    examples = load_sft_examples(judge.data, byte_tokenizer())
+    assert (examples.num_truncated, examples.num_dropped, len(examples)) == (0, 0, 64)
+    answers = examples.arrays["tokens"][examples.arrays["loss_mask"]]
+    assert set(answers.tolist()) <= set(byte_tokenizer()("12345678910")["input_ids"]) | {byte_tokenizer().eos_token_id}
 
 
 def planted_scorer() -> models.LanguageModel:
@@ -102,17 +138,21 @@ def test_make_reward_fn_builds_the_d_rlaif_reward():
 
 
 @pytest.mark.slow
-def test_d_rlaif_tiny_chain_trains_on_the_score_reward(tmp_path):
-    """configs/d_rlaif.py:tiny end to end: SFT, REINFORCE steps whose rewards are d-RLAIF scores in [-1, 1] (no
-    reward model), the win rate against SFT and the report (a random labeler: the wiring, not a gold gain)."""
+def test_d_rlaif_tiny_chain_raises_gold_reward_on_the_judges_scores(tmp_path, record_diff):
+    """configs/d_rlaif.py:tiny end to end: SFT, a judge taught the toy score prompt, REINFORCE whose rewards are
+    the judge's d-RLAIF scores in [-1, 1] (no reward model, no gold reward in training), then the gold judge's
+    win rate against SFT. The held-out gold reward must rise."""
     config = config_defaults.load_config_file("d_rlaif", "tiny")
-    stages = config.stages
-    assert stages.rl.rl.reward == "d_rlaif:helpful:tiny" and stages.rl.rl.algorithm == "reinforce"
-    stages.sft.train.num_steps, stages.rl.train.num_steps, stages.rl.rl.eval_prompts = 20, 2, 8
-    stages.win_rate_gold.num_prompts = 16
+    assert config.stages.rl.rl.reward == "d_rlaif:toy:@judge/hf_model" and config.stages.rl.rl.algorithm == "reinforce"
     results = pipelines.run(config, str(tmp_path))
     rewards = [row["reward_mean"] for row in read_metrics(str(tmp_path / "rl"))]
-    assert len(rewards) == 2 and all(-1.0 <= r <= 1.0 for r in rewards)
-    assert results["rl"]["end"]["judge"] == "toy"  # held out: the gold toy reward, not the labeler
+    assert len(rewards) == config.stages.rl.train.num_steps and all(-1.0 <= r <= 1.0 for r in rewards)
+    rl = results["rl"]
+    assert rl["end"]["judge"] == "toy"  # held out: the gold toy reward, not the labeler
+    gain = record_diff("d-RLAIF tiny gold gain", rl["end"]["gold_reward"] - rl["start"]["gold_reward"], 0.05, ">")
+    assert gain > 0.05, rl  # measured 0.115 (0.484 -> 0.599): a weak judge, see configs/d_rlaif.py
+    win_rate = record_diff("d-RLAIF tiny win rate vs SFT (gold)", results["win_rate_gold"]["win_rate"], 0.5, ">")
+    assert win_rate > 0.5
     report = (tmp_path / "report.md").read_text()
-    assert "d-RLAIF vs SFT (gold:toy judge): win rate" in report
+    assert "d-RLAIF vs SFT (gold:toy judge): win rate" in report and "| judge | sft |" in report
+    assert (tmp_path / "judge" / "hf_model" / "config.json").exists()
