@@ -1,7 +1,8 @@
 """Every `paper` config of the online-RL family loads, names a paper task, and runs its first iteration (rollout,
 targets, PPO-ptx rows, one update, both evaluations) with the paper's algorithm settings on a stand-in: the tiny
 random-init model, local copies of the task's data, a few prompts and tokens, and VADER in place of the reward
-model whose path the paper config leaves to the user."""
+model whose path the paper config leaves to the user. The paper chains (rlaif, d_rlaif, instructgpt, rlcd) run
+every stage that way."""
 
 import json
 import math
@@ -11,6 +12,7 @@ import pytest
 
 from rlaif_jax import config_defaults, pipelines
 from rlaif_jax.train import rl_loop
+from rlaif_jax.workdir import read_metrics
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "fixtures")
 PAPER_TASKS = ("tldr", "hh_rlhf")
@@ -40,8 +42,6 @@ def shrink_rl(rl, tmp_path) -> None:
     local_data(rl.prompts, tmp_path)
     if rl.reward.startswith("reward_model:"):
         rl.reward = "sentiment"
-    elif rl.reward.endswith(":"):
-        rl.reward += "tiny"  # d_rlaif:summarize:MODEL with the random-init labeler
     if rl.ptx_coef > 0:
         corpus = tmp_path / "corpus.txt"
         corpus.write_text("The cat sat on the mat.\n\nA second document, a little longer than the first one.")
@@ -51,11 +51,9 @@ def shrink_rl(rl, tmp_path) -> None:
     rl.minibatch_size = 8 * rl_loop.samples_per_prompt(rl)
 
 
-@pytest.mark.parametrize("name", ["ppo", "reinforce", "rloo", "d_rlaif"])
+@pytest.mark.parametrize("name", ["ppo", "reinforce", "rloo"])  # d_rlaif.py:paper: its own chain test below
 def test_paper_config_runs_its_first_iteration_on_a_stand_in(name, tmp_path):
     config = config_defaults.load_config_file(name, "paper")
-    if name == "d_rlaif":  # a chain (SFT -> RL -> win rate): its RL stage is the online_rl job
-        config = config.stages.rl.copy_and_resolve_references()
     assert config.rl.prompts.task in PAPER_TASKS
     assert config.rl.gold_reward == ""  # no programmatic judge for TL;DR / HH: evaluated by the trained reward
     paper_rl = config.rl.copy_and_resolve_references()
@@ -212,3 +210,95 @@ def test_instructgpt_paper_chain_loads_and_builds_its_first_ptx_batch():
     text = byte_tokenizer().decode([int(t) for t in first if t < 256])
     corpus = open(SAMPLE_CORPUS, encoding="utf-8").read()
     assert text[:40] in corpus  # pretraining text, not the task's prompts
+
+
+def one_device_chain(config) -> None:
+    for name in config.chain.order:  # one device: 8 fake CPU devices on 2 cores double the cost (2-core CI)
+        config.stages[name].mesh.num_devices = 1
+
+
+def test_d_rlaif_paper_chain_runs_every_stage_on_a_stand_in(tmp_path):
+    """d_rlaif.py:paper (§4.3): SFT on TL;DR, REINFORCE on the labeler's App. D scores, the AI judge's win rate."""
+    config = config_defaults.load_config_file("d_rlaif", "paper")
+    assert list(config.chain.order) == ["sft", "rl", "win_rate_ai"]
+    config.paths.labeler = "tiny"  # one key sets the scorer of the RL stage
+    stages = config.stages
+    assert stages.rl.rl.reward == "d_rlaif:summarize:tiny" and stages.rl.rl.prompts.task == "tldr"
+    paper = config.copy_and_resolve_references()
+    one_device_chain(config)
+    stages.sft.model = tiny_model()
+    stages.sft.data.dataset_path = os.path.join(FIXTURES, "tldr_sft.jsonl")
+    stages.sft.data.max_length = 256
+    stages.sft.train.num_steps, stages.sft.train.batch_size = 1, 8
+    rl = stages.rl
+    rl.model = tiny_model("@sft/hf_model")
+    shrink_rl(rl.rl, tmp_path)
+    rl.train.num_steps = rl.rl.epochs  # one iteration
+    win = stages.win_rate_ai
+    win.policy_a.model, win.policy_b.model = tiny_model("@rl/hf_model"), tiny_model("@sft/hf_model")
+    win.judge.model = tiny_model(context=4096)
+    win.prompts = rl.rl.prompts.copy_and_resolve_references()
+    win.num_prompts, win.max_new_tokens, win.max_prompt_length, win.batch_size = 2, 4, 256, 8
+    win.eval.num_resamples = win.eval.lc_resamples = 20
+    results = pipelines.run(config, str(tmp_path / "run"))
+
+    assert list(results) == ["sft", "rl", "win_rate_ai"]
+    rl_run = json.load(open(tmp_path / "run" / "rl" / "stage_done.json"))["config"]["rl"]
+    for key in ("algorithm", "kl_coef", "temperature", "baseline", "reward"):
+        assert rl_run[key] == paper.stages.rl.rl[key]
+    rewards = [row["reward_mean"] for row in read_metrics(str(tmp_path / "run" / "rl"))]
+    assert len(rewards) == 1 and -1.0 <= rewards[0] <= 1.0  # d-RLAIF scores, mapped to [-1, 1]
+    assert results["win_rate_ai"]["judge"].startswith("ai:")
+    assert "d-RLAIF vs SFT" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_instructgpt_paper_chain_runs_every_stage_on_a_stand_in(tmp_path):
+    """instructgpt.py:paper (§3.5, App. C): SFT on demonstrations, the K-way ranking RM (its demonstrations score
+    mean 0), PPO-ptx from the RM's value function on HH prompts, and the AI judge's win rate, each stage with the
+    paper's algorithm settings on the tiny stand-in."""
+    config = config_defaults.load_config_file("instructgpt", "paper")
+    demos, rankings = tmp_path / "demos.jsonl", tmp_path / "rankings.jsonl"
+    prompts = [f"Human: name a colour number {i}.\n\nAssistant:" for i in range(8)]
+    demos.write_text("".join(json.dumps({"prompt": p, "response": " Blue."}) + "\n" for p in prompts))
+    ranked = [" Blue, a calm colour.", " Blue.", " I do not know.", " no"]  # K = 4, best first
+    rankings.write_text("".join(json.dumps({"prompt": p, "responses": ranked}) + "\n" for p in prompts))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The cat sat on the mat.\n\nA second document, a little longer than the first one.")
+    paths = config.paths
+    paths.policy, paths.rm_base, paths.judge = "tiny", "tiny", "tiny"
+    paths.demonstrations, paths.rankings, paths.ptx_corpus = str(demos), str(rankings), str(corpus)
+    paper = config.copy_and_resolve_references()
+    config = paper.copy_and_resolve_references()  # the paths are in place: shrink each stage on its own
+    one_device_chain(config)
+    stages = config.stages
+    stages.sft.model = tiny_model()
+    stages.sft.data.max_length = 64
+    stages.sft.train.num_steps, stages.sft.train.batch_size = 1, 8
+    stages.rm.model = tiny_model()
+    stages.rm.model.scalar_head = True
+    stages.rm.data.max_length, stages.rm.data.eval_fraction = 64, 0.25
+    stages.rm.train.batch_size = 2  # ranked prompts per step
+    rl = stages.rl
+    rl.model = tiny_model("@sft/hf_model")
+    shrink_rl(rl.rl, tmp_path)
+    rl.rl.reward = "reward_model:@rm"
+    rl.rl.ptx_data.file = str(corpus)
+    rl.train.num_steps = rl.rl.epochs
+    win = stages.win_rate
+    win.policy_a.model, win.policy_b.model = tiny_model("@rl/hf_model"), tiny_model("@sft/hf_model")
+    win.judge.model = tiny_model(context=2048)
+    win.prompts = rl.rl.prompts.copy_and_resolve_references()
+    win.num_prompts, win.max_new_tokens, win.max_prompt_length, win.batch_size = 2, 4, 256, 8
+    win.eval.num_resamples = win.eval.lc_resamples = 20
+    results = pipelines.run(config, str(tmp_path / "run"))
+
+    assert list(results) == ["sft", "rm", "rl", "win_rate"]
+    done = {name: json.load(open(tmp_path / "run" / name / "stage_done.json"))["config"] for name in results}
+    assert done["rm"]["loss"]["type"] == "ranking"
+    for key in ("algorithm", "kl_coef", "ptx_coef", "clip_ratio", "value_learning_rate"):
+        assert done["rl"]["rl"][key] == paper.stages.rl.rl[key]
+    assert done["rl"]["rl"]["value_init"] == str(tmp_path / "run" / "rm" / "hf_model")  # @rm/hf_model, resolved
+    rows = read_metrics(str(tmp_path / "run" / "rl"))
+    assert len(rows) == 1 and rows[0]["ptx_loss"] > 0  # PPO-ptx: the corpus NLL is in the first update
+    assert math.isfinite(results["rm"]["eval_accuracy"])
+    assert results["win_rate"]["judge"].startswith("ai:")
