@@ -32,7 +32,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.mesh = config_defaults.mesh()
     config.data = ml_collections.ConfigDict(
         dict(
-            train_file="toy" if arg == "tiny" else "",  # JSONL of prompt/response, 'toy', 'reviews' or 'tldr'
+            train_file="toy" if arg == "tiny" else "",  # JSONL prompt/response, toy, toy_scores, reviews, tldr
             dataset_path="",  # train_file 'tldr': '' = the hub's CarperAI/openai_summarize_tldr, or a local copy
             split="train",  # train_file 'tldr': the split to train on
             prompt_field="prompt",  # column holding the prompt text
