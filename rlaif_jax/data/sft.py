@@ -45,15 +45,18 @@ def tokenize_prompt_response(
     attention_mask = np.zeros((len(rows), max_length), bool)
     loss_mask = np.zeros((len(rows), max_length), bool)
     kept, truncated, dropped = 0, 0, 0
-    for row in rows:
+    first_dropped = first_truncated = ""  # "row I (N tokens)": where to look when the counts are not expected
+    for index, row in enumerate(rows):
         prompt_ids = encode_prompt(tokenizer, row[prompt_field], use_chat_template=use_chat_template)
         response_ids = list(tokenizer(row[response_field], add_special_tokens=False)["input_ids"]) + [eos]
         if len(prompt_ids) >= max_length:
             dropped += 1
+            first_dropped = first_dropped or f"row {index} (prompt {len(prompt_ids)} tokens)"
             continue
         ids = prompt_ids + response_ids
         if len(ids) > max_length:
             truncated += 1
+            first_truncated = first_truncated or f"row {index} ({len(ids)} tokens)"
             ids = ids[:max_length]
         tokens[kept, : len(ids)] = ids
         attention_mask[kept, : len(ids)] = True
@@ -61,14 +64,20 @@ def tokenize_prompt_response(
         kept += 1
     if truncated or dropped:
         logging.warning(
-            "tokenising %d rows at max_length=%d: %d responses truncated, %d rows dropped (prompt too long)",
+            "tokenising %d rows at max_length=%d: %d responses truncated (first: %s), %d rows dropped, prompt too "
+            "long (first: %s)",
             len(rows),
             max_length,
             truncated,
+            first_truncated or "none",
             dropped,
+            first_dropped or "none",
         )
     if kept == 0:
-        raise ValueError(f"every one of {len(rows)} rows was dropped: prompts longer than max_length={max_length}")
+        raise ValueError(
+            f"every one of {len(rows)} rows was dropped: prompts longer than max_length={max_length} "
+            f"(first: {first_dropped})"
+        )
     arrays = {"tokens": tokens[:kept], "attention_mask": attention_mask[:kept], "loss_mask": loss_mask[:kept]}
     return TokenizedExamples(arrays, truncated, dropped)
 

@@ -29,7 +29,7 @@ def test_collator_exact_arrays_with_eos_equal_to_pad():
     np.testing.assert_array_equal(examples.arrays["loss_mask"], [[0, 0, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0]])
 
 
-def test_truncated_and_dropped_rows_are_counted():
+def test_truncated_and_dropped_rows_are_counted_and_the_first_of_each_named(caplog):
     tokenizer = byte_tokenizer()
     rows = [
         {"prompt": "abcdef", "response": "g"},
@@ -38,6 +38,10 @@ def test_truncated_and_dropped_rows_are_counted():
     ]
     examples = tokenize_prompt_response(rows, tokenizer, max_length=5, use_chat_template=False)
     assert (examples.num_dropped, examples.num_truncated, len(examples)) == (1, 1, 2)
+    assert "1 responses truncated (first: row 1 (9 tokens)), 1 rows dropped" in caplog.text
+    assert "(first: row 0 (prompt 6 tokens))" in caplog.text
+    with pytest.raises(ValueError, match=r"every one of 1 rows was dropped.*first: row 0 \(prompt 6 tokens\)"):
+        tokenize_prompt_response(rows[:1], tokenizer, max_length=5, use_chat_template=False)
     np.testing.assert_array_equal(examples.arrays["tokens"][0], [97, 98, 99, 100, 101])
 
 
