@@ -115,6 +115,16 @@ PAPER_LABELER = {
 }
 
 
+def shrink_win_rate(win, rl, policy: str, context: int) -> None:
+    """Stand-in policies (the chain's RL result against `policy`), a tiny AI judge of `context` bytes, the RL
+    stage's prompts, and a few short answers."""
+    win.policy_a.model, win.policy_b.model = tiny_model("@rl/hf_model"), tiny_model(policy)
+    win.judge.model = tiny_model(context=context)
+    win.prompts = rl.rl.prompts.copy_and_resolve_references()
+    win.num_prompts, win.max_new_tokens, win.max_prompt_length, win.batch_size = 2, 4, 256, 8
+    win.eval.num_resamples = win.eval.lc_resamples = 20
+
+
 def shrink_rlaif_chain(config, task: str, tmp_path) -> None:
     """Stand-in sizes, data and models for a `rlaif.py:paper_*` chain; every algorithmic setting is kept."""
     stages = config.stages
@@ -142,12 +152,7 @@ def shrink_rlaif_chain(config, task: str, tmp_path) -> None:
     shrink_rl(rl.rl, tmp_path)
     rl.rl.reward = "reward_model:@rm"  # the chain's own distilled RM (shrink_rl swaps a path-less one for VADER)
     rl.train.num_steps = rl.rl.epochs  # one iteration
-    win = stages.win_rate_ai
-    win.policy_a.model, win.policy_b.model = tiny_model("@rl/hf_model"), tiny_model(policy)
-    win.judge.model = tiny_model(context=context)
-    win.prompts = rl.rl.prompts.copy_and_resolve_references()
-    win.num_prompts, win.max_new_tokens, win.max_prompt_length, win.batch_size = 2, 4, 256, 8
-    win.eval.num_resamples = win.eval.lc_resamples = 20
+    shrink_win_rate(stages.win_rate_ai, rl, policy, context)
 
 
 @pytest.mark.parametrize("arg", ["paper_tldr", "paper_helpful", "paper_harmless"])
@@ -234,12 +239,7 @@ def test_d_rlaif_paper_chain_runs_every_stage_on_a_stand_in(tmp_path):
     rl.model = tiny_model("@sft/hf_model")
     shrink_rl(rl.rl, tmp_path)
     rl.train.num_steps = rl.rl.epochs  # one iteration
-    win = stages.win_rate_ai
-    win.policy_a.model, win.policy_b.model = tiny_model("@rl/hf_model"), tiny_model("@sft/hf_model")
-    win.judge.model = tiny_model(context=4096)
-    win.prompts = rl.rl.prompts.copy_and_resolve_references()
-    win.num_prompts, win.max_new_tokens, win.max_prompt_length, win.batch_size = 2, 4, 256, 8
-    win.eval.num_resamples = win.eval.lc_resamples = 20
+    shrink_win_rate(stages.win_rate_ai, rl, "@sft/hf_model", 4096)
     results = pipelines.run(config, str(tmp_path / "run"))
 
     assert list(results) == ["sft", "rl", "win_rate_ai"]
@@ -284,12 +284,7 @@ def test_instructgpt_paper_chain_runs_every_stage_on_a_stand_in(tmp_path):
     rl.rl.reward = "reward_model:@rm"
     rl.rl.ptx_data.file = str(corpus)
     rl.train.num_steps = rl.rl.epochs
-    win = stages.win_rate
-    win.policy_a.model, win.policy_b.model = tiny_model("@rl/hf_model"), tiny_model("@sft/hf_model")
-    win.judge.model = tiny_model(context=2048)
-    win.prompts = rl.rl.prompts.copy_and_resolve_references()
-    win.num_prompts, win.max_new_tokens, win.max_prompt_length, win.batch_size = 2, 4, 256, 8
-    win.eval.num_resamples = win.eval.lc_resamples = 20
+    shrink_win_rate(stages.win_rate, rl, "@sft/hf_model", 2048)
     results = pipelines.run(config, str(tmp_path / "run"))
 
     assert list(results) == ["sft", "rm", "rl", "win_rate"]
