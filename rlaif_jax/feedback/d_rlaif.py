@@ -84,6 +84,8 @@ def score_demonstrations(template: templates.ScoreTemplate | str, rows: Sequence
         missing = [key for key in ("prompt", "response", "gold") if key not in row]
         if missing:
             raise ValueError(f"score demonstration row {index} has no {missing}; it has {sorted(row)}")
+        if not 0.0 <= row["gold"] <= 1.0:
+            raise ValueError(f"score demonstration row {index}: gold reward {row['gold']} is outside [0, 1]")
     prompts = templates.score_prompts(template, [row["prompt"] for row in rows], [row["response"] for row in rows])
     return [{"prompt": prompt, "response": score_label(row["gold"])} for prompt, row in zip(prompts, rows)]
 

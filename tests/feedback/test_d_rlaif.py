@@ -56,6 +56,8 @@ def test_judge_demonstrations_answer_the_score_prompt_with_the_gold_grade():
         }
     with pytest.raises(ValueError, match=r"row 1 has no \['gold'\]"):
         score_demonstrations("toy", [rows[0], {"prompt": "letter: a", "response": "aaa"}])
+    with pytest.raises(ValueError, match=r"row 2: gold reward 1.5 is outside \[0, 1\]"):
+        score_demonstrations("toy", [*rows[:2], {"prompt": "letter: a", "response": "aaa", "gold": 1.5}])
 
 
 def test_the_tiny_judge_stage_fits_every_score_prompt_in_its_max_length():
@@ -150,7 +152,9 @@ def test_d_rlaif_tiny_chain_raises_gold_reward_on_the_judges_scores(tmp_path, re
     rl = results["rl"]
     assert rl["end"]["judge"] == "toy"  # held out: the gold toy reward, not the labeler
     gain = record_diff("d-RLAIF tiny gold gain", rl["end"]["gold_reward"] - rl["start"]["gold_reward"], 0.05, ">")
-    assert gain > 0.05, rl  # measured 0.115 (0.484 -> 0.599): a weak judge, see configs/d_rlaif.py
+    assert gain > 0.05, (
+        rl
+    )  # measured 0.211 on this 8-device mesh, 0.115 on one device: a weak judge (configs/d_rlaif.py)
     win_rate = record_diff("d-RLAIF tiny win rate vs SFT (gold)", results["win_rate_gold"]["win_rate"], 0.5, ">")
     assert win_rate > 0.5
     report = (tmp_path / "report.md").read_text()
