@@ -115,6 +115,20 @@ PAPER_LABELER = {
 }
 
 
+def one_device_chain(config) -> None:
+    """Every stage of a chain on one device: 8 fake CPU devices on 2 cores double the cost (2-core CI)."""
+    for name in config.chain.order:
+        config.stages[name].mesh.num_devices = 1
+
+
+def shrink_tldr_sft(sft) -> None:
+    """The TL;DR SFT stage on the tiny model, the fixture's posts, one step."""
+    sft.model = tiny_model()
+    sft.data.dataset_path = os.path.join(FIXTURES, "tldr_sft.jsonl")
+    sft.data.max_length = 256
+    sft.train.num_steps, sft.train.batch_size = 1, 8
+
+
 def shrink_win_rate(win, rl, policy: str, context: int) -> None:
     """Stand-in policies (the chain's RL result against `policy`), a tiny AI judge of `context` bytes, the RL
     stage's prompts, and a few short answers."""
@@ -128,15 +142,11 @@ def shrink_win_rate(win, rl, policy: str, context: int) -> None:
 def shrink_rlaif_chain(config, task: str, tmp_path) -> None:
     """Stand-in sizes, data and models for a `rlaif.py:paper_*` chain; every algorithmic setting is kept."""
     stages = config.stages
-    for name in config.chain.order:  # one device: 8 fake CPU devices on 2 cores double the cost (2-core CI)
-        stages[name].mesh.num_devices = 1
+    one_device_chain(config)
     hh = None if task == "tldr" else hh_directory(tmp_path / "hh")
     policy = "@sft/hf_model" if task == "tldr" else "tiny"
     if task == "tldr":
-        stages.sft.model = tiny_model()
-        stages.sft.data.dataset_path = os.path.join(FIXTURES, "tldr_sft.jsonl")
-        stages.sft.data.max_length = 256
-        stages.sft.train.num_steps, stages.sft.train.batch_size = 1, 8
+        shrink_tldr_sft(stages.sft)
     labels = stages.labels
     context = 4096 if task == "tldr" else 2048  # labeler prompts: ~2.6k bytes (Detailed + CoT), ~1.2k (2-shot)
     labels.model = tiny_model(context=context)
@@ -217,11 +227,6 @@ def test_instructgpt_paper_chain_loads_and_builds_its_first_ptx_batch():
     assert text[:40] in corpus  # pretraining text, not the task's prompts
 
 
-def one_device_chain(config) -> None:
-    for name in config.chain.order:  # one device: 8 fake CPU devices on 2 cores double the cost (2-core CI)
-        config.stages[name].mesh.num_devices = 1
-
-
 def test_d_rlaif_paper_chain_runs_every_stage_on_a_stand_in(tmp_path):
     """d_rlaif.py:paper (§4.3): SFT on TL;DR, REINFORCE on the labeler's App. D scores, the AI judge's win rate."""
     config = config_defaults.load_config_file("d_rlaif", "paper")
@@ -231,10 +236,7 @@ def test_d_rlaif_paper_chain_runs_every_stage_on_a_stand_in(tmp_path):
     assert stages.rl.rl.reward == "d_rlaif:summarize:tiny" and stages.rl.rl.prompts.task == "tldr"
     paper = config.copy_and_resolve_references()
     one_device_chain(config)
-    stages.sft.model = tiny_model()
-    stages.sft.data.dataset_path = os.path.join(FIXTURES, "tldr_sft.jsonl")
-    stages.sft.data.max_length = 256
-    stages.sft.train.num_steps, stages.sft.train.batch_size = 1, 8
+    shrink_tldr_sft(stages.sft)
     rl = stages.rl
     rl.model = tiny_model("@sft/hf_model")
     shrink_rl(rl.rl, tmp_path)
@@ -262,8 +264,7 @@ def test_instructgpt_paper_chain_runs_every_stage_on_a_stand_in(tmp_path):
     demos.write_text("".join(json.dumps({"prompt": p, "response": " Blue."}) + "\n" for p in prompts))
     ranked = [" Blue, a calm colour.", " Blue.", " I do not know.", " no"]  # K = 4, best first
     rankings.write_text("".join(json.dumps({"prompt": p, "responses": ranked}) + "\n" for p in prompts))
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("The cat sat on the mat.\n\nA second document, a little longer than the first one.")
+    corpus = tmp_path / "corpus.txt"  # written by shrink_rl, as for every PPO-ptx stand-in
     paths = config.paths
     paths.policy, paths.rm_base, paths.judge = "tiny", "tiny", "tiny"
     paths.demonstrations, paths.rankings, paths.ptx_corpus = str(demos), str(rankings), str(corpus)
@@ -282,7 +283,7 @@ def test_instructgpt_paper_chain_runs_every_stage_on_a_stand_in(tmp_path):
     rl.model = tiny_model("@sft/hf_model")
     shrink_rl(rl.rl, tmp_path)
     rl.rl.reward = "reward_model:@rm"
-    rl.rl.ptx_data.file = str(corpus)
+    assert rl.rl.ptx_data.file == str(corpus) and corpus.exists()
     rl.train.num_steps = rl.rl.epochs
     shrink_win_rate(stages.win_rate, rl, "@sft/hf_model", 2048)
     results = pipelines.run(config, str(tmp_path / "run"))
